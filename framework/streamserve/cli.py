@@ -1,0 +1,171 @@
+"""The ``streamserve`` command.
+
+    streamserve serve --config FILE [--address HOST:PORT]
+    streamserve plugins
+    streamserve config check FILE
+    streamserve config schema
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from streamserve import __version__
+from streamserve.config import ADDRESS_ENV, StreamserveConfig, check_address, load_config
+from streamserve.errors import StreamserveError
+from streamserve.plugins import DiscoveredPlugin, discover
+
+__all__ = ["main"]
+
+log = logging.getLogger("streamserve")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        code: int = args.run(args)
+        return code
+    except StreamserveError as exc:
+        print(f"streamserve: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="streamserve", description="A pluggable gRPC model server for streaming data."
+    )
+    parser.add_argument("--version", action="version", version=f"streamserve {__version__}")
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="serve every enabled plugin")
+    serve.add_argument("--config", type=Path, required=True, help="the YAML config file")
+    serve.add_argument(
+        "--address", help=f"HOST:PORT to listen on; overrides the config and ${ADDRESS_ENV}"
+    )
+    serve.set_defaults(run=_serve)
+
+    plugins = commands.add_parser("plugins", help="list installed plugins")
+    plugins.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    plugins.set_defaults(run=_plugins)
+
+    config = commands.add_parser("config", help="check a config file, or print its JSON Schema")
+    config_commands = config.add_subparsers(required=True, metavar="ACTION")
+    check = config_commands.add_parser("check", help="validate a config file and its plugins")
+    check.add_argument("file", type=Path)
+    check.set_defaults(run=_config_check)
+    schema = config_commands.add_parser("schema", help="print the config's JSON Schema")
+    schema.set_defaults(run=_config_schema)
+    return parser
+
+
+def _load(path: Path, address: str | None = None) -> StreamserveConfig:
+    config = load_config(path)
+    if address is not None:
+        try:
+            check_address(address)
+        except ValueError as exc:
+            raise StreamserveError(f"--address: {exc}") from exc
+        config = config.model_copy(
+            update={"server": config.server.model_copy(update={"address": address})}
+        )
+    return config
+
+
+def _serve(args: argparse.Namespace) -> int:
+    config = _load(args.config, args.address)
+    logging.basicConfig(
+        level=config.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    discovered = discover()
+    return asyncio.run(_run_server(config, discovered, str(args.config)))
+
+
+async def _run_server(
+    config: StreamserveConfig, discovered: list[DiscoveredPlugin], source: str
+) -> int:
+    from streamserve.serving import Server  # grpc server pieces; not needed by other commands
+
+    server = Server(config, discovered, source=source)
+    await server.start()
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+    loading = asyncio.create_task(server.load_models())
+    stop_wait = asyncio.create_task(stopping.wait())
+    await asyncio.wait({loading, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+    if loading.done() and loading.exception() is not None:
+        error = loading.exception()
+        log.error("start-up failed: %s", error, exc_info=not isinstance(error, StreamserveError))
+        stop_wait.cancel()
+        await server.stop(0)
+        return 1
+    await stop_wait
+    grace = config.server.shutdown_grace_seconds
+    log.info("stopping: health is NOT_SERVING; open calls have %.1f s to finish", grace)
+    loading.cancel()
+    await server.stop(grace)
+    log.info("stopped")
+    return 0
+
+
+def _plugins(args: argparse.Namespace) -> int:
+    found = discover()
+    rows = [
+        {
+            "name": d.spec.name,
+            "distribution": d.distribution,
+            "version": d.version,
+            "service": d.spec.service.full_name,
+            "methods": [_describe_method(m) for m in d.spec.service.methods],
+        }
+        for d in found
+    ]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print("no plugins installed (entry-point group streamserve.plugins)")
+    for row in rows:
+        print(f"{row['name']}  ({row['distribution']} {row['version']})")
+        print(f"  service  {row['service']}")
+        for method in row["methods"]:
+            print(f"  method   {method}")
+    return 0
+
+
+def _describe_method(method: object) -> str:
+    from google.protobuf.descriptor import MethodDescriptor
+
+    assert isinstance(method, MethodDescriptor)
+    request = ("stream " if method.client_streaming else "") + method.input_type.full_name
+    response = ("stream " if method.server_streaming else "") + method.output_type.full_name
+    return f"{method.name}({request}) returns ({response})"
+
+
+def _config_check(args: argparse.Namespace) -> int:
+    from streamserve.serving import Server
+
+    config = _load(args.file)
+    server = Server(config, discover(), source=str(args.file))  # checks plugin sections too
+    print(f"{args.file}: OK; serves {', '.join(p.spec.name for p in server.plugins) or 'nothing'}"
+          f" on {config.server.address}")
+    return 0
+
+
+def _config_schema(args: argparse.Namespace) -> int:
+    print(json.dumps(StreamserveConfig.model_json_schema(), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,108 @@
+"""The plugin contract: the one frozen object a plugin hands to the core.
+
+A plugin describes *what* to serve; the core does the serving (gRPC handlers, streams, batching,
+model loading, health, reflection, errors). For each RPC method of its protobuf service the plugin
+gives a :class:`Method`:
+
+``open_state(settings)``
+    called when a call starts (the first message of a stream, or a unary request); the object it
+    returns is the per-stream state, passed to every pre/postprocess of that call and dropped (after
+    ``close_state``, if given) when the call ends, whether it completed, failed or was cancelled.
+``preprocess(request, state) -> Rows``
+    turns one request message into model input rows: a mapping from each signature input name to a
+    NumPy array whose first dimension is the number of rows (1 for a point, N for a chunk of N points,
+    0 when the message needs no model call). Raise :class:`streamserve.errors.InvalidArgument` for
+    bad input.
+``postprocess(outputs, request, state) -> response``
+    turns the model outputs for exactly those rows (same mapping shape, by signature output name) into
+    the response message; for a server-streaming method, an iterable of response messages.
+
+Rows from many concurrent calls are concatenated into one model call by the batcher, so pre- and
+postprocessing must treat rows independently; anything that depends on earlier messages lives in the
+state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from google.protobuf.descriptor import ServiceDescriptor
+from google.protobuf.message import Message
+from pydantic import BaseModel
+
+__all__ = ["Method", "PluginSpec", "Rows", "Signature", "TensorSpec"]
+
+Rows = Mapping[str, npt.NDArray[Any]]
+"""Model inputs or outputs for some rows: name -> array whose first dimension counts the rows."""
+
+
+@dataclass(frozen=True, slots=True)
+class TensorSpec:
+    """One input or output of a SavedModel signature."""
+
+    name: str
+    """The key in the signature's inputs or outputs."""
+    dtype: str
+    """A NumPy/TensorFlow dtype name, for example ``"float32"``."""
+    shape: tuple[int | None, ...]
+    """The full shape including the leading batch dimension; ``None`` is a dimension of any size."""
+
+    def __post_init__(self) -> None:
+        np.dtype(self.dtype)  # fails early, naming the bad dtype
+        if not self.shape or self.shape[0] is not None:
+            raise ValueError(
+                f"tensor {self.name!r}: the first dimension is the batch and must be None, "
+                f"got shape {self.shape}"
+            )
+
+    def describe(self) -> str:
+        dims = ", ".join("?" if d is None else str(d) for d in self.shape)
+        return f"{self.name}: {self.dtype}[{dims}]"
+
+
+@dataclass(frozen=True, slots=True)
+class Signature:
+    """The SavedModel signature a plugin needs, checked against the model's ``signature_def``."""
+
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    name: str = "serving_default"
+
+
+def _no_state(settings: BaseModel | None) -> None:
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Method:
+    """How one RPC method of the plugin's service turns messages into model rows and back."""
+
+    preprocess: Callable[[Any, Any], Rows]
+    postprocess: Callable[[Rows, Any, Any], Message | Iterable[Message]]
+    open_state: Callable[[Any], Any] = _no_state
+    close_state: Callable[[Any], None] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PluginSpec:
+    """Everything the core needs to serve one plugin. Hand it over with ``register(spec)``."""
+
+    name: str
+    """Unique plugin name; also the key of the plugin's section under ``plugins:`` in the YAML."""
+    service: ServiceDescriptor
+    """The protobuf service, from the generated module: ``DESCRIPTOR.services_by_name["..."]``."""
+    methods: Mapping[str, Method]
+    """One :class:`Method` per RPC method name of ``service``; every method must be bound."""
+    signature: Signature
+    """The SavedModel signature every method's rows are fed to."""
+    settings: type[BaseModel] | None = None
+    """A pydantic model for the plugin's own ``settings:`` in the YAML (use ``extra="forbid"``)."""
+    default_model: Callable[[], Path] | None = None
+    """Returns the model directory to serve when the config names none (it may build it first)."""
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    """Free-form metadata shown by ``streamserve plugins``."""

@@ -1,0 +1,82 @@
+"""Every error streamserve raises on purpose, each knowing the gRPC status it maps to.
+
+    StreamserveError                  (INTERNAL)
+    ├── ConfigError                   a bad YAML file: names the file and the key path
+    ├── PluginError                   a plugin that cannot be used: names the plugin and its package
+    │   └── SignatureMismatch         the model's signature_def is not what the plugin declared
+    ├── ModelLoadError                a model directory that cannot be loaded
+    ├── InvalidArgument               (INVALID_ARGUMENT) bad request content: names the field
+    ├── Unavailable                   (UNAVAILABLE) the model is not ready, or the server is draining
+    └── ResourceExhausted             (RESOURCE_EXHAUSTED) a limit was reached
+
+Start-up errors (config, plugin, model) end the process with one clear message. Request errors end
+only their own call: :mod:`streamserve.serving.errors` turns them into a gRPC status.
+"""
+
+from __future__ import annotations
+
+import grpc
+
+__all__ = [
+    "ConfigError",
+    "InvalidArgument",
+    "ModelLoadError",
+    "PluginError",
+    "ResourceExhausted",
+    "SignatureMismatch",
+    "StreamserveError",
+    "Unavailable",
+]
+
+
+class StreamserveError(Exception):
+    """Base of every deliberate streamserve error."""
+
+    code: grpc.StatusCode = grpc.StatusCode.INTERNAL
+
+
+class ConfigError(StreamserveError):
+    """The configuration file is missing, not YAML, or does not validate."""
+
+
+class PluginError(StreamserveError):
+    """A plugin failed to load, register or validate."""
+
+    def __init__(self, message: str, *, plugin: str, distribution: str | None = None) -> None:
+        where = f"plugin {plugin!r}"
+        if distribution:
+            where += f" (from package {distribution})"
+        super().__init__(f"{where}: {message}")
+        self.plugin = plugin
+        self.distribution = distribution
+
+
+class SignatureMismatch(PluginError):
+    """The plugin's declared signature does not match the SavedModel's."""
+
+
+class ModelLoadError(StreamserveError):
+    """A model directory is missing, corrupt or not a SavedModel."""
+
+
+class InvalidArgument(StreamserveError):
+    """A request field has a value the plugin cannot use."""
+
+    code = grpc.StatusCode.INVALID_ARGUMENT
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+class Unavailable(StreamserveError):
+    """The service cannot answer now; the client should retry later or elsewhere."""
+
+    code = grpc.StatusCode.UNAVAILABLE
+
+
+class ResourceExhausted(StreamserveError):
+    """A configured limit was reached."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED

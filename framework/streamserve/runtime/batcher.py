@@ -1,0 +1,165 @@
+"""The batcher: rows from every concurrent call of one model go into shared model calls.
+
+One worker task per model takes whatever rows are waiting (up to ``max_batch_size``), runs the model
+in a worker thread, and resolves each caller's future with its own slice of the outputs. While a batch
+runs, the rows that arrive form the next one, so an idle model answers a lone row at once and a busy
+model gets bigger batches: latency at low load, throughput at high load, with no tuning.
+
+The queue is bounded in rows: :meth:`Batcher.submit` waits for room, so a call that produces rows
+faster than the model scores them stops reading its stream and gRPC flow control slows the client.
+A message's rows are never split across batches (a chunk bigger than ``max_batch_size`` runs alone).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import concurrent.futures
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from streamserve.config import BatchingConfig
+from streamserve.contract import Rows
+from streamserve.errors import StreamserveError, Unavailable
+
+__all__ = ["Batcher"]
+
+log = logging.getLogger(__name__)
+
+ModelCall = Callable[[Rows], dict[str, npt.NDArray[Any]]]
+
+
+@dataclass(slots=True)
+class _Pending:
+    rows: Rows
+    count: int
+    future: asyncio.Future[Rows]
+
+
+class Batcher:
+    """Cross-call batching for one model. Create, :meth:`start`, :meth:`submit`, :meth:`close`."""
+
+    def __init__(self, call: ModelCall, config: BatchingConfig, *, name: str) -> None:
+        self.call = call
+        """The model function; replace it to switch models between batches."""
+        self._config = config
+        self._name = name
+        self._pending: collections.deque[_Pending] = collections.deque()
+        self._queued_rows = 0
+        self._has_work = asyncio.Event()
+        self._has_room = asyncio.Event()
+        self._has_room.set()
+        # One thread: batches of one model run one after another; TF uses its own threads inside.
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=name)
+        self._worker: asyncio.Task[None] | None = None
+        self.batches = 0
+        """Model calls made so far (for tests and metrics)."""
+        self.rows = 0
+        """Rows scored so far."""
+
+    def start(self) -> None:
+        self._worker = asyncio.get_running_loop().create_task(self._run(), name=self._name)
+
+    async def close(self) -> None:
+        """Stop the worker; calls still waiting fail with UNAVAILABLE."""
+        if self._worker is not None:
+            self._worker.cancel()
+            await asyncio.gather(self._worker, return_exceptions=True)
+        while self._pending:
+            item = self._pending.popleft()
+            if not item.future.done():
+                item.future.set_exception(Unavailable("the model was unloaded; retry"))
+        self._executor.shutdown(wait=True)
+
+    async def submit(self, rows: Rows, count: int) -> asyncio.Future[Rows]:
+        """Queue ``count`` rows; returns a future of their outputs. Waits while the queue is full."""
+        future: asyncio.Future[Rows] = asyncio.get_running_loop().create_future()
+        if count == 0:
+            future.set_result({})
+            return future
+        limit = self._config.max_queued_rows
+        while self._queued_rows and self._queued_rows + count > limit:
+            self._has_room.clear()
+            await self._has_room.wait()
+        self._pending.append(_Pending(rows, count, future))
+        self._queued_rows += count
+        self._has_work.set()
+        return future
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        max_rows = self._config.max_batch_size
+        delay = self._config.max_delay_ms / 1000
+        while True:
+            if not self._pending:
+                self._has_work.clear()
+                await self._has_work.wait()
+            if delay and self._queued_rows < max_rows:
+                await asyncio.sleep(delay)
+            batch = [self._pending.popleft()]
+            size = batch[0].count
+            while self._pending and size + self._pending[0].count <= max_rows:
+                item = self._pending.popleft()
+                batch.append(item)
+                size += item.count
+            self._queued_rows -= size
+            self._has_room.set()
+            try:
+                outputs = await loop.run_in_executor(self._executor, self._call, batch, size)
+            except Exception as exc:
+                if len(batch) == 1:
+                    self._fail(batch[0], exc)
+                else:
+                    # One call's bad rows must not fail every call that shares its batch:
+                    # run each alone, so only the culprit gets the error.
+                    for item in batch:
+                        await self._run_alone(loop, item)
+                continue
+            self.batches += 1
+            self.rows += size
+            offset = 0
+            for item in batch:
+                end = offset + item.count
+                if not item.future.done():  # its call may have been cancelled meanwhile
+                    item.future.set_result({k: v[offset:end] for k, v in outputs.items()})
+                offset = end
+
+    async def _run_alone(self, loop: asyncio.AbstractEventLoop, item: _Pending) -> None:
+        try:
+            outputs = await loop.run_in_executor(self._executor, self._call, [item], item.count)
+        except Exception as exc:
+            self._fail(item, exc)
+            return
+        self.batches += 1
+        self.rows += item.count
+        if not item.future.done():
+            item.future.set_result(outputs)
+
+    def _fail(self, item: _Pending, exc: Exception) -> None:
+        if not isinstance(exc, StreamserveError):
+            log.error("model call of %s failed on %d rows: %s: %s",
+                      self._name, item.count, type(exc).__name__, exc)
+            exc = StreamserveError(f"the model failed: {type(exc).__name__}: {exc}")
+        if not item.future.done():
+            item.future.set_exception(exc)
+
+    def _call(self, batch: list[_Pending], size: int) -> dict[str, npt.NDArray[Any]]:
+        """Runs in the worker thread: join the rows, call the model, check what came back."""
+        if len(batch) == 1:
+            inputs = batch[0].rows
+        else:
+            inputs = {k: np.concatenate([item.rows[k] for item in batch]) for k in batch[0].rows}
+        outputs = self.call(inputs)
+        for name, value in outputs.items():
+            if len(value) != size:
+                raise StreamserveError(
+                    f"model output {name!r} has {len(value)} rows for {size} input rows; "
+                    "every output needs the batch dimension first"
+                )
+        return outputs
+

@@ -1,0 +1,152 @@
+"""Loading a TensorFlow SavedModel and checking it against the plugin's declared signature.
+
+TensorFlow is imported here and only here, on first use: commands that never load a model
+(``streamserve plugins``, ``config check``) start in a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from streamserve.contract import Rows, Signature, TensorSpec
+from streamserve.errors import ModelLoadError, SignatureMismatch
+
+__all__ = ["Model", "load_model", "resolve_version"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Model:
+    """A loaded, checked and warmed-up signature, callable with NumPy rows."""
+
+    path: Path
+    """The SavedModel directory that was loaded."""
+    version: str
+    """The version directory's name (``"1"`` for ``<base>/1/``), or ``""`` for an unversioned path."""
+    signature: Signature
+    call: Callable[[Rows], dict[str, npt.NDArray[Any]]]
+    """Runs the signature on a batch. Blocking: call it from a worker thread."""
+    _owner: Any = field(default=None, repr=False)
+    """The loaded SavedModel object: its variables must live as long as ``call``."""
+
+
+def resolve_version(path: Path) -> tuple[Path, str]:
+    """``path`` itself if it is a SavedModel, else its highest numbered version subdirectory."""
+    if (path / "saved_model.pb").is_file():
+        return path, path.name if path.name.isdigit() else ""
+    if not path.is_dir():
+        raise ModelLoadError(f"model directory {path} does not exist")
+    versions = sorted(
+        (int(p.name), p)
+        for p in path.iterdir()
+        if p.name.isdigit() and (p / "saved_model.pb").is_file()
+    )
+    if not versions:
+        raise ModelLoadError(
+            f"{path} is neither a SavedModel (no saved_model.pb) nor a folder of numbered "
+            "SavedModel versions (<base>/1/saved_model.pb, ...)"
+        )
+    number, chosen = versions[-1]
+    return chosen, str(number)
+
+
+def load_model(path: Path, declared: Signature, *, plugin: str) -> Model:
+    """Load the SavedModel at ``path`` (or its newest version), check it, and warm it up once."""
+    import tensorflow as tf  # heavy: imported only when a model is really loaded
+
+    directory, version = resolve_version(path)
+    started = time.perf_counter()
+    try:
+        loaded = tf.saved_model.load(str(directory))
+    except Exception as exc:  # TF raises many types for a corrupt or foreign directory
+        raise ModelLoadError(f"cannot load SavedModel {directory}: {exc}") from exc
+    signatures = dict(loaded.signatures)
+    if declared.name not in signatures:
+        raise SignatureMismatch(
+            f"model {directory} has no signature {declared.name!r}; it has {sorted(signatures)}",
+            plugin=plugin,
+        )
+    function = signatures[declared.name]
+    _, input_specs = function.structured_input_signature
+    found_inputs = {name: _spec(name, t) for name, t in input_specs.items()}
+    found_outputs = {
+        name: _spec(name, t) for name, t in function.structured_outputs.items()
+    }
+    problems = _compare("input", declared.inputs, found_inputs, exact=True)
+    problems += _compare("output", declared.outputs, found_outputs, exact=False)
+    if problems:
+        raise SignatureMismatch(
+            f"model {directory} signature {declared.name!r} does not match the plugin's:\n"
+            + "\n".join(f"  {p}" for p in problems),
+            plugin=plugin,
+        )
+
+    dtypes = {spec.name: tf.as_dtype(spec.dtype) for spec in declared.inputs}
+    wanted = [spec.name for spec in declared.outputs]
+
+    def call(rows: Rows) -> dict[str, npt.NDArray[Any]]:
+        outputs = function(**{name: tf.constant(rows[name], dtypes[name]) for name in dtypes})
+        return {name: outputs[name].numpy() for name in wanted}
+
+    call(_warmup_rows(declared.inputs))
+    log.info(
+        "loaded model %s (version %s) for plugin %r in %.1f s",
+        directory, version or "-", plugin, time.perf_counter() - started,
+    )
+    return Model(path=directory, version=version, signature=declared, call=call, _owner=loaded)
+
+
+def _spec(name: str, tensor: Any) -> TensorSpec:
+    """What the model has, described as a TensorSpec even when it breaks the batch-dimension rule
+    that declared specs follow (so the mismatch message can show it)."""
+    shape = tuple(tensor.shape.as_list()) if tensor.shape.rank is not None else ()
+    spec = object.__new__(TensorSpec)
+    for attr, value in (("name", name), ("dtype", tensor.dtype.name), ("shape", shape)):
+        object.__setattr__(spec, attr, value)
+    return spec
+
+
+def _compare(
+    kind: str, declared: tuple[TensorSpec, ...], found: dict[str, TensorSpec], *, exact: bool
+) -> list[str]:
+    problems = []
+    for spec in declared:
+        have = found.get(spec.name)
+        if have is None:
+            problems.append(
+                f"{kind} {spec.name!r}: expected {spec.describe()}, found no such {kind} "
+                f"(the model has {sorted(found) or 'none'})"
+            )
+        elif have.dtype != spec.dtype or not _shapes_agree(spec.shape, have.shape):
+            problems.append(f"{kind} {spec.name!r}: expected {spec.describe()}, found "
+                            f"{have.describe()}")
+    if exact:
+        names = {spec.name for spec in declared}
+        problems += [
+            f"{kind} {name!r}: the model needs {found[name].describe()}, the plugin does not "
+            "declare it"
+            for name in sorted(set(found) - names)
+        ]
+    return problems
+
+
+def _shapes_agree(declared: tuple[int | None, ...], found: tuple[int | None, ...]) -> bool:
+    return len(declared) == len(found) and all(
+        d is None or f is None or d == f for d, f in zip(declared, found, strict=True)
+    )
+
+
+def _warmup_rows(inputs: tuple[TensorSpec, ...]) -> dict[str, npt.NDArray[Any]]:
+    return {
+        spec.name: np.zeros([1 if d is None else d for d in spec.shape], dtype=spec.dtype)
+        for spec in inputs
+    }

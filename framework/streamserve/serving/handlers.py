@@ -1,0 +1,172 @@
+"""gRPC method handlers built from a plugin's service descriptor: no servicer code in plugins.
+
+Every call runs the same pipeline: ``open_state`` on the first message, ``preprocess`` to rows, the
+model's shared :class:`~streamserve.runtime.Batcher`, ``postprocess`` to the response, state dropped
+when the call ends. A bidirectional stream reads ahead: it keeps up to ``READ_AHEAD`` messages in
+flight through the batcher while answering them strictly in order, so a stream is not limited to one
+model call per round trip, and stops reading when that many are waiting (backpressure).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import Any
+
+import grpc
+from google.protobuf.message import Message
+from google.protobuf.message_factory import GetMessageClass
+
+from streamserve.contract import Method, Rows
+from streamserve.serving.plugin import ServedPlugin
+from streamserve.serving.status import abort
+
+__all__ = ["READ_AHEAD", "service_handler"]
+
+READ_AHEAD = 64
+"""Messages of one stream that may be between its reader and its writer at once."""
+
+_END = object()
+
+
+def service_handler(plugin: ServedPlugin) -> grpc.GenericRpcHandler:
+    """One generic handler serving every RPC method of ``plugin``'s service."""
+    service = plugin.spec.service
+    handlers = {}
+    for rpc in service.methods:
+        method = plugin.spec.methods[rpc.name]
+        where = f"/{service.full_name}/{rpc.name}"
+        codec: dict[str, Any] = {
+            "request_deserializer": GetMessageClass(rpc.input_type).FromString,
+            "response_serializer": GetMessageClass(rpc.output_type).SerializeToString,
+        }
+        if rpc.client_streaming:
+            handlers[rpc.name] = grpc.stream_stream_rpc_method_handler(
+                _bidi(plugin, method, where), **codec
+            )
+        elif rpc.server_streaming:
+            handlers[rpc.name] = grpc.unary_stream_rpc_method_handler(
+                _server_streaming(plugin, method, where), **codec
+            )
+        else:
+            handlers[rpc.name] = grpc.unary_unary_rpc_method_handler(
+                _unary(plugin, method, where), **codec
+            )
+    return grpc.method_handlers_generic_handler(service.full_name, handlers)
+
+
+def _row_count(rows: Rows) -> int:
+    for value in rows.values():
+        return len(value)
+    return 0
+
+
+async def _infer(plugin: ServedPlugin, method: Method, request: Message, state: Any) -> Rows:
+    rows = method.preprocess(request, state)
+    future = await plugin.require_ready().submit(rows, _row_count(rows))
+    return await future
+
+
+def _unary(
+    plugin: ServedPlugin, method: Method, where: str
+) -> Callable[[Message, grpc.aio.ServicerContext], Awaitable[Message]]:
+    async def handle(request: Message, context: grpc.aio.ServicerContext) -> Message:
+        state = None
+        try:
+            plugin.require_ready()
+            state = method.open_state(plugin.settings)
+            outputs = await _infer(plugin, method, request, state)
+            response = method.postprocess(outputs, request, state)
+            assert isinstance(response, Message)
+            return response
+        except Exception as exc:
+            await abort(context, exc, where=where)
+        finally:
+            _close(method, state)
+
+    return handle
+
+
+def _server_streaming(
+    plugin: ServedPlugin, method: Method, where: str
+) -> Callable[[Message, grpc.aio.ServicerContext], AsyncIterator[Message]]:
+    async def handle(
+        request: Message, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[Message]:
+        state = None
+        try:
+            plugin.require_ready()
+            state = method.open_state(plugin.settings)
+            outputs = await _infer(plugin, method, request, state)
+            responses = method.postprocess(outputs, request, state)
+            assert isinstance(responses, Iterable)
+            for response in responses:
+                yield response
+        except Exception as exc:
+            await abort(context, exc, where=where)
+        finally:
+            _close(method, state)
+
+    return handle
+
+
+class _Stream:
+    """One bidirectional call: its state and the ordered queue between reader and writer."""
+
+    __slots__ = ("opened", "results", "state")
+
+    def __init__(self) -> None:
+        self.opened = False
+        self.state: Any = None
+        self.results: asyncio.Queue[Any] = asyncio.Queue(READ_AHEAD)
+
+
+def _bidi(
+    plugin: ServedPlugin, method: Method, where: str
+) -> Callable[[AsyncIterator[Message], grpc.aio.ServicerContext], AsyncIterator[Message]]:
+    async def read(requests: AsyncIterator[Message], stream: _Stream) -> None:
+        index = 0
+        try:
+            async for request in requests:
+                if not stream.opened:
+                    stream.state = method.open_state(plugin.settings)
+                    stream.opened = True
+                rows = method.preprocess(request, stream.state)
+                future = await plugin.require_ready().submit(rows, _row_count(rows))
+                await stream.results.put((request, future))
+                index += 1
+        except Exception as exc:
+            # Answer everything read before the bad message, then end the call with this error.
+            await stream.results.put((index, exc))
+            return
+        await stream.results.put(_END)
+
+    async def handle(
+        requests: AsyncIterator[Message], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[Message]:
+        stream = _Stream()
+        failed_at = where
+        plugin.active_streams += 1
+        reader = asyncio.get_running_loop().create_task(read(requests, stream))
+        try:
+            plugin.require_ready()
+            while (item := await stream.results.get()) is not _END:
+                first, second = item
+                if isinstance(second, Exception):
+                    failed_at = f"{where} message {first}"
+                    raise second
+                yield method.postprocess(await second, first, stream.state)
+        except Exception as exc:
+            await abort(context, exc, where=failed_at)
+        finally:
+            plugin.active_streams -= 1
+            reader.cancel()
+            if stream.opened:
+                _close(method, stream.state)
+
+    return handle
+
+
+def _close(method: Method, state: Any) -> None:
+    if method.close_state is not None and state is not None:
+        method.close_state(state)

@@ -1,0 +1,50 @@
+"""Helpers for testing plugins against a real in-process server (also used by streamserve's tests).
+
+    async with serve_in_process(config, extra_plugins=[my_plugin_module]) as server:
+        async with grpc.aio.insecure_channel(server.address) as channel:
+            ...
+
+The server listens on an ephemeral loopback port and every model is loaded and warm on entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+
+from streamserve.config import StreamserveConfig
+from streamserve.plugins import discover
+from streamserve.serving import Server
+
+__all__ = ["loopback_config", "serve_in_process"]
+
+
+def loopback_config(config: StreamserveConfig | None = None) -> StreamserveConfig:
+    """``config`` (or the defaults) listening on an ephemeral port of 127.0.0.1."""
+    config = config or StreamserveConfig()
+    server = config.server.model_copy(update={"address": "127.0.0.1:0"})
+    return config.model_copy(update={"server": server})
+
+
+@asynccontextmanager
+async def serve_in_process(
+    config: StreamserveConfig | None = None,
+    *,
+    extra_plugins: Iterable[object] = (),
+    installed: bool = True,
+) -> AsyncIterator[Server]:
+    """A started server with its models loaded; stopped on exit.
+
+    :param extra_plugins: plugin objects (modules with hook implementations) to add to the
+        installed ones, as if they were installed.
+    :param installed: also load the installed entry-point plugins.
+    """
+    discovered = discover(extra_plugins, entry_points=installed)
+    server = Server(loopback_config(config), discovered)
+    await server.start()
+    try:
+        await server.load_models()
+        yield server
+    finally:
+        await server.stop(0)
+
