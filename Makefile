@@ -1,0 +1,41 @@
+# streamserve's one task runner. `make run` and `make test` work on a fresh machine with Python 3.11+.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+CONFIG ?= configs/server.yaml
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test lint protos protos-check bench clean help
+
+help:
+	@echo "make run     set up .venv and serve $(CONFIG) (STREAMSERVE_ADDRESS=HOST:PORT to move it)"
+	@echo "make test    set up .venv and run every test"
+	@echo "make lint    ruff and mypy"
+	@echo "make protos  regenerate Python code from protos/*.proto"
+
+# The virtualenv is rebuilt when a dependency list changes.
+$(STAMP): pyproject.toml plugins/anomaly/pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "streamserve needs Python 3.11 or newer")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]' -e plugins/anomaly
+	@touch $@
+
+run: $(STAMP)
+	$(BIN)/streamserve serve --config $(CONFIG)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+protos: $(STAMP)
+	$(BIN)/python protos/generate.py
+
+protos-check: $(STAMP)
+	$(BIN)/python protos/generate.py --check
+
+clean:
+	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache
