@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -80,6 +81,8 @@ def _load(path: Path, address: str | None = None) -> StreamserveConfig:
 
 def _serve(args: argparse.Namespace) -> int:
     config = _load(args.config, args.address)
+    # TensorFlow's C++ INFO lines (CPU features, oneDNN) are noise in a server log; warnings stay.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
     logging.basicConfig(
         level=config.log_level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -1,8 +1,8 @@
-"""A test-only plugin with its own proto, served next to the anomaly plugin without core changes.
+"""The scaler plugin: serves a model y = f(x) through the Scaler service of scaler.proto.
 
-Its generated module ``scaler_pb2`` is produced by the tests (``protos.compile_proto``) and must be
-importable. Each message carries N values; each value is one model row (y = 2x + 1), so a message is
-a chunk of N rows and an empty message is a message with no model call.
+Each message carries N values; each value is one model row, so a message is a chunk of N rows (and an
+empty message needs no model call). The same Method serves the unary and the bidirectional method;
+the server-streaming one only differs in its postprocessor, which yields one message per value.
 """
 
 from __future__ import annotations

@@ -14,7 +14,6 @@ from collections.abc import Sequence
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from streamserve.config import StreamserveConfig, plugin_settings
 from streamserve.errors import ConfigError, ModelLoadError, StreamserveError
@@ -22,6 +21,7 @@ from streamserve.plugins import DiscoveredPlugin
 from streamserve.runtime import Batcher, load_model
 from streamserve.serving.handlers import service_handler
 from streamserve.serving.plugin import ServedPlugin
+from streamserve.serving.reflection import enable_reflection
 
 __all__ = ["ServedPlugin", "Server"]
 
@@ -85,9 +85,7 @@ class Server:
         server.add_generic_rpc_handlers([service_handler(p) for p in self.plugins])
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         if limits.reflection:
-            names = [p.service_name for p in self.plugins]
-            names += [health.SERVICE_NAME, reflection.SERVICE_NAME]
-            reflection.enable_server_reflection(names, server)
+            enable_reflection([*(p.service_name for p in self.plugins), health.SERVICE_NAME], server)
         try:
             self.port = server.add_insecure_port(limits.address)
         except RuntimeError as exc:
