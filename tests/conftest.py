@@ -7,6 +7,7 @@ from types import ModuleType
 
 import pytest
 
+from tests.anomaly.helpers import FIXTURE_STEPS
 from tests.support.models import build_affine_model
 from tests.support.protos import compile_proto
 
@@ -32,10 +33,14 @@ def scaler_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def anomaly_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The anomaly plugin's model, trained by its own training code (few steps, fixed seed)."""
+def anomaly_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An anomaly model version ``<base>/1``, trained by the plugin's own trainer (seed 0, few steps)."""
     from streamserve_anomaly.training import train
 
-    base = tmp_path_factory.mktemp("anomaly_model")
-    train(base / "1", seed=0, steps=50)
-    return base
+    return train(tmp_path_factory.mktemp("anomaly_model") / "1", seed=0, steps=FIXTURE_STEPS)
+
+
+@pytest.fixture(scope="session")
+def anomaly_model(anomaly_model_dir: Path) -> Path:
+    """The versioned base folder of :func:`anomaly_model_dir`, as a config's model_path names it."""
+    return anomaly_model_dir.parent
