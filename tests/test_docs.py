@@ -48,3 +48,12 @@ def test_every_doc_the_readme_links_exists() -> None:
     for doc in ("configuration", "writing-a-plugin", "architecture", "anomaly"):
         assert f"docs/{doc}.md" in readme
         assert (DOCS / f"{doc}.md").is_file(), doc
+
+
+def test_anomaly_doc_documents_every_setting_with_its_default() -> None:
+    from streamserve_anomaly.settings import AnomalySettings
+
+    doc = (DOCS / "anomaly.md").read_text(encoding="utf-8")
+    for name, field in AnomalySettings.model_fields.items():
+        default = field.default
+        assert f"| `{name}` | {default:g} |" in doc, f"docs/anomaly.md: {name} (default {default})"

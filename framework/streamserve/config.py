@@ -141,7 +141,13 @@ def parse_config(
         raise ConfigError(f"{where}: the top level must be a mapping, got {type(data).__name__}")
     env = dict(os.environ) if env is None else env
     if override := env.get(ADDRESS_ENV):
-        data = {**data, "server": {**(data.get("server") or {}), "address": override}}
+        try:
+            check_address(override)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: environment variable {ADDRESS_ENV}: {exc}") from exc
+        server = data.get("server") or {}
+        if isinstance(server, dict):  # anything else is reported by validation below
+            data = {**data, "server": {**server, "address": override}}
     try:
         config = StreamserveConfig.model_validate(data)
     except ValidationError as exc:

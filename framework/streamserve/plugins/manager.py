@@ -67,7 +67,11 @@ def discover(extra: Iterable[object] = (), *, entry_points: bool = True) -> list
         name = getattr(obj, "__name__", type(obj).__name__)
         _register(pm, obj, name, "<in-process>")
         origins[id(obj)] = _Origin(name, "<in-process>", "")
-    pm.check_pending()
+    try:
+        pm.check_pending()  # a hook function with a misspelt name
+    except pluggy.PluginValidationError as exc:
+        origin = origins[id(exc.plugin)]
+        raise PluginError(str(exc), plugin=origin.entry_point, distribution=origin.distribution) from exc
 
     found: dict[str, DiscoveredPlugin] = {}
     for impl in pm.hook.streamserve_register.get_hookimpls():

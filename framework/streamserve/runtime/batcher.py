@@ -57,6 +57,9 @@ class Batcher:
         # One thread: batches of one model run one after another; TF uses its own threads inside.
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=name)
         self._worker: asyncio.Task[None] | None = None
+        self._running: list[_Pending] = []
+        """The batch inside the model right now."""
+        self._closed = False
         self.batches = 0
         """Model calls made so far (for tests and metrics)."""
         self.rows = 0
@@ -66,15 +69,19 @@ class Batcher:
         self._worker = asyncio.get_running_loop().create_task(self._run(), name=self._name)
 
     async def close(self) -> None:
-        """Stop the worker; calls still waiting fail with UNAVAILABLE."""
+        """Stop the worker; calls waiting for a result or for queue room fail with UNAVAILABLE."""
+        self._closed = True
+        self._has_room.set()
         if self._worker is not None:
             self._worker.cancel()
             await asyncio.gather(self._worker, return_exceptions=True)
-        while self._pending:
-            item = self._pending.popleft()
+        for item in (*self._running, *self._pending):
             if not item.future.done():
-                item.future.set_exception(Unavailable("the model was unloaded; retry"))
-        self._executor.shutdown(wait=True)
+                item.future.set_exception(_unloaded())
+        self._pending.clear()
+        self._running = []
+        # Waits for a model call still in the thread; off the event loop.
+        await asyncio.to_thread(self._executor.shutdown, wait=True)
 
     async def submit(self, rows: Rows, count: int) -> asyncio.Future[Rows]:
         """Queue ``count`` rows; returns a future of their outputs. Waits while the queue is full."""
@@ -83,9 +90,11 @@ class Batcher:
             future.set_result({})
             return future
         limit = self._config.max_queued_rows
-        while self._queued_rows and self._queued_rows + count > limit:
+        while self._queued_rows and self._queued_rows + count > limit and not self._closed:
             self._has_room.clear()
             await self._has_room.wait()
+        if self._closed:
+            raise _unloaded()
         self._pending.append(_Pending(rows, count, future))
         self._queued_rows += count
         self._has_work.set()
@@ -109,6 +118,7 @@ class Batcher:
                 size += item.count
             self._queued_rows -= size
             self._has_room.set()
+            self._running = batch
             try:
                 outputs = await loop.run_in_executor(self._executor, self._call, batch, size)
             except Exception as exc:
@@ -163,3 +173,7 @@ class Batcher:
                 )
         return outputs
 
+
+
+def _unloaded() -> Unavailable:
+    return Unavailable("the model was unloaded; retry")

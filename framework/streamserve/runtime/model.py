@@ -97,7 +97,10 @@ def load_model(path: Path, declared: Signature, *, plugin: str) -> Model:
         outputs = function(**{name: tf.constant(rows[name], dtypes[name]) for name in dtypes})
         return {name: outputs[name].numpy() for name in wanted}
 
-    call(_warmup_rows(declared.inputs))
+    try:
+        call(_warmup_rows(declared.inputs, found_inputs))
+    except Exception as exc:
+        raise ModelLoadError(f"warm-up call of {directory} failed: {exc}") from exc
     log.info(
         "loaded model %s (version %s) for plugin %r in %.1f s",
         directory, version or "-", plugin, time.perf_counter() - started,
@@ -145,8 +148,13 @@ def _shapes_agree(declared: tuple[int | None, ...], found: tuple[int | None, ...
     )
 
 
-def _warmup_rows(inputs: tuple[TensorSpec, ...]) -> dict[str, npt.NDArray[Any]]:
-    return {
-        spec.name: np.zeros([1 if d is None else d for d in spec.shape], dtype=spec.dtype)
-        for spec in inputs
-    }
+def _warmup_rows(
+    declared: tuple[TensorSpec, ...], found: dict[str, TensorSpec]
+) -> dict[str, npt.NDArray[Any]]:
+    """One row of zeros per input; each open dimension takes the model's size, else 1."""
+    rows = {}
+    for spec in declared:
+        dims = zip(spec.shape, found[spec.name].shape, strict=True)
+        shape = [d if d is not None else f if f is not None else 1 for d, f in dims]
+        rows[spec.name] = np.zeros(shape, dtype=spec.dtype)
+    return rows

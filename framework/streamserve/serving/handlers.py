@@ -77,7 +77,8 @@ def _unary(
             state = method.open_state(plugin.settings)
             outputs = await _infer(plugin, method, request, state)
             response = method.postprocess(outputs, request, state)
-            assert isinstance(response, Message)
+            if not isinstance(response, Message):
+                raise _not_a_message(response)
             return response
         except Exception as exc:
             await abort(context, exc, where=where)
@@ -155,7 +156,10 @@ def _bidi(
                 if isinstance(second, Exception):
                     failed_at = f"{where} message {first}"
                     raise second
-                yield method.postprocess(await second, first, stream.state)
+                response = method.postprocess(await second, first, stream.state)
+                if not isinstance(response, Message):
+                    raise _not_a_message(response)
+                yield response
         except Exception as exc:
             await abort(context, exc, where=failed_at)
         finally:
@@ -165,6 +169,10 @@ def _bidi(
                 _close(method, stream.state)
 
     return handle
+
+
+def _not_a_message(value: object) -> TypeError:
+    return TypeError(f"the plugin's postprocess returned {type(value).__name__}, not a response message")
 
 
 def _close(method: Method, state: Any) -> None:

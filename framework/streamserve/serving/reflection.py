@@ -21,7 +21,7 @@ class _MethodAwarePool:
     def __init__(self, pool: descriptor_pool.DescriptorPool) -> None:
         self._pool = pool
 
-    def FindFileContainingSymbol(self, symbol: str) -> Any:  # noqa: N802 - the pool's API name
+    def FindFileContainingSymbol(self, symbol: str) -> Any:
         try:
             return self._pool.FindFileContainingSymbol(symbol)
         except KeyError:

@@ -1,0 +1,379 @@
+"""The batcher on its own, with plain NumPy functions as the model (the real thing, as far as it sees)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import grpc
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from streamserve.config import BatchingConfig
+from streamserve.contract import Rows
+from streamserve.errors import InvalidArgument, StreamserveError, Unavailable
+from streamserve.runtime import Batcher
+
+TIMEOUT = 5.0  # seconds; a hang fails the test instead of stalling the run
+Outputs = dict[str, npt.NDArray[Any]]
+
+
+def affine(rows: Rows) -> Outputs:
+    """Two inputs, two outputs of different shapes: y = 2x + 1 per value, s = sum of x and b per row."""
+    x, b = rows["x"], rows["b"]
+    return {"y": 2 * x + 1, "s": x.sum(axis=1) + b}
+
+
+def message(first: float, count: int) -> Rows:
+    x = np.arange(first, first + 2 * count, dtype=np.float32).reshape(count, 2)
+    return {"x": x, "b": np.full(count, first, dtype=np.float32)}
+
+
+class Recorder:
+    """Wraps a model function: records each call's row count, can sleep, can hold calls at a gate."""
+
+    def __init__(self, function: Callable[[Rows], Outputs] = affine, *, sleep: float = 0.0,
+                 gated: bool = False) -> None:
+        self.function = function
+        self.sleep = sleep
+        self.sizes: list[int] = []
+        self.entered = threading.Semaphore(0)
+        self.gate = threading.Semaphore(0) if gated else None
+
+    def __call__(self, rows: Rows) -> Outputs:
+        self.sizes.append(len(next(iter(rows.values()))))
+        self.entered.release()
+        if self.gate is not None and not self.gate.acquire(timeout=TIMEOUT):
+            raise TimeoutError("the test never opened the gate")
+        if self.sleep:
+            time.sleep(self.sleep)
+        return self.function(rows)
+
+    def open(self, calls: int = 1) -> None:
+        assert self.gate is not None
+        self.gate.release(calls)
+
+    async def wait_entered(self, calls: int = 1) -> None:
+        """Until ``calls`` more model calls have started (they may be held at the gate)."""
+        for _ in range(calls):
+            acquired = await asyncio.to_thread(self.entered.acquire, timeout=TIMEOUT)
+            assert acquired, "the model was not called"
+
+
+@asynccontextmanager
+async def running(model: Callable[[Rows], Outputs], **batching: Any) -> AsyncIterator[Batcher]:
+    batcher = Batcher(model, BatchingConfig(**batching), name="test-model")
+    batcher.start()
+    try:
+        yield batcher
+    finally:
+        if isinstance(model, Recorder) and model.gate is not None:
+            model.open(1000)  # close() waits for the running call
+        await batcher.close()
+
+
+async def score(batcher: Batcher, rows: Rows) -> Rows:
+    future = await batcher.submit(rows, len(next(iter(rows.values()))))
+    return await asyncio.wait_for(future, TIMEOUT)
+
+
+def row_by_row(rows: Rows) -> Outputs:
+    count = len(rows["x"])
+    singles = [affine({k: v[i:i + 1] for k, v in rows.items()}) for i in range(count)]
+    return {k: np.concatenate([s[k] for s in singles]) for k in ("y", "s")}
+
+
+def assert_rows_equal(got: Rows, expected: Rows) -> None:
+    assert sorted(got) == sorted(expected)
+    for key in expected:
+        assert got[key].dtype == expected[key].dtype, key
+        np.testing.assert_array_equal(got[key], expected[key], err_msg=key)
+
+
+def retrieved(future: asyncio.Future[Rows]) -> None:
+    """Mark a future's outcome as seen: this test checks other futures, not this one."""
+    future.add_done_callback(lambda f: f.cancelled() or f.exception())
+
+
+# Results -----------------------------------------------------------------------------------------
+
+
+async def test_results_equal_calling_the_model_row_by_row() -> None:
+    model = Recorder(sleep=0.002)
+    messages = [message(10 * i, count) for i, count in enumerate([1, 3, 5, 2, 7, 1])]
+
+    async with running(model, max_batch_size=64) as batcher:
+        results = await asyncio.gather(*(score(batcher, m) for m in messages))
+
+    for rows, result in zip(messages, results, strict=True):
+        assert_rows_equal(result, row_by_row(rows))
+    assert sum(model.sizes) == sum(len(m["x"]) for m in messages)
+    assert len(model.sizes) < len(messages)  # they really shared model calls
+
+
+async def test_concurrent_submitters_get_their_own_rows_back() -> None:
+    def identify(rows: Rows) -> Outputs:
+        return {"id": rows["caller"] * 1000 + rows["index"]}
+
+    model = Recorder(identify, sleep=0.001)
+
+    async def caller(batcher: Batcher, number: int) -> None:
+        for i in range(5):
+            count = 1 + (number + i) % 4
+            index = np.arange(10 * i, 10 * i + count, dtype=np.int64)
+            rows = {"caller": np.full(count, number, dtype=np.int64), "index": index}
+            result = await score(batcher, rows)
+            np.testing.assert_array_equal(result["id"], number * 1000 + index)
+
+    async with running(model, max_batch_size=32) as batcher:
+        await asyncio.gather(*(caller(batcher, n) for n in range(50)))
+        total = sum(1 + (n + i) % 4 for n in range(50) for i in range(5))
+        assert (batcher.rows, batcher.batches) == (total, len(model.sizes))
+    assert max(model.sizes) > 1
+
+
+async def test_busy_model_gets_bigger_batches_but_never_above_max_batch_size() -> None:
+    model = Recorder(sleep=0.005)
+    submits = [message(i, 1 + i % 3) for i in range(120)]
+
+    async with running(model, max_batch_size=8) as batcher:
+        results = await asyncio.gather(*(score(batcher, m) for m in submits))
+        assert batcher.batches == len(model.sizes)
+
+    for rows, result in zip(submits, results, strict=True):
+        assert_rows_equal(result, row_by_row(rows))
+    assert sum(model.sizes) == sum(len(m["x"]) for m in submits)
+    assert max(model.sizes) <= 8
+    assert len(model.sizes) < len(submits) / 2
+
+
+async def test_messages_are_never_split_and_keep_their_order() -> None:
+    # Rows of one message always go to one model call; a message bigger than max_batch_size runs
+    # alone, and a small one behind it does not jump the queue.
+    model = Recorder(gated=True)
+    async with running(model, max_batch_size=4, max_queued_rows=100) as batcher:
+        blocker = await batcher.submit(message(0, 1), 1)
+        await model.wait_entered()
+        sizes = (2, 10, 1)
+        futures = [await batcher.submit(message(s, s), s) for s in sizes]
+        model.open(4)
+        await asyncio.wait_for(asyncio.gather(blocker, *futures), TIMEOUT)
+
+    assert model.sizes == [1, 2, 10, 1]
+    for size, future in zip(sizes, futures, strict=True):
+        assert_rows_equal(future.result(), row_by_row(message(size, size)))
+
+
+async def test_max_delay_lets_a_batch_wait_for_more_rows() -> None:
+    async def two_close_submits(delay_ms: float) -> list[int]:
+        model = Recorder()
+        async with running(model, max_delay_ms=delay_ms) as batcher:
+            first = await batcher.submit(message(0, 1), 1)
+            await asyncio.sleep(0.01)
+            second = await batcher.submit(message(1, 1), 1)
+            await asyncio.wait_for(asyncio.gather(first, second), TIMEOUT)
+        return model.sizes
+
+    assert await two_close_submits(0) == [1, 1]  # an idle model takes a lone row at once
+    assert await two_close_submits(300) == [2]
+
+
+async def test_replacing_call_switches_the_model_between_batches() -> None:
+    async with running(affine) as batcher:
+        before = await score(batcher, message(1, 1))
+        batcher.call = lambda rows: {"y": rows["x"] * 0, "s": rows["b"] * 0}
+        after = await score(batcher, message(1, 1))
+
+    np.testing.assert_array_equal(before["y"], [[3, 5]])
+    np.testing.assert_array_equal(after["y"], [[0, 0]])
+
+
+# Backpressure ------------------------------------------------------------------------------------
+
+
+async def test_max_queued_rows_makes_submitters_wait() -> None:
+    limit, per_message, callers = 10, 2, 14
+    model = Recorder(gated=True)
+    accepted = 0
+
+    async def caller(batcher: Batcher, number: int) -> Rows:
+        nonlocal accepted
+        future = await batcher.submit(message(number, per_message), per_message)
+        accepted += per_message
+        return await future
+
+    async with running(model, max_batch_size=4, max_queued_rows=limit) as batcher:
+        tasks = [asyncio.create_task(caller(batcher, n)) for n in range(callers)]
+        queued_seen = []
+        while sum(model.sizes) < callers * per_message:
+            await model.wait_entered()  # the model holds one batch; nothing leaves the queue now
+            await asyncio.sleep(0.02)  # let every submitter that can get in, get in
+            # Rows accepted but not handed to the model: exactly what waits in the queue.
+            queued = accepted - sum(model.sizes)
+            queued_seen.append(queued)
+            assert queued <= limit, f"{queued} rows queued with max_queued_rows={limit}"
+            if accepted < callers * per_message:
+                assert queued == limit  # the queue is full and the other submitters really wait
+                assert sum(t.done() for t in tasks) < callers
+            model.open()
+        results = await asyncio.wait_for(asyncio.gather(*tasks), TIMEOUT)
+
+    assert max(queued_seen) == limit
+    for number, result in enumerate(results):
+        assert_rows_equal(result, row_by_row(message(number, per_message)))
+
+
+async def test_a_message_bigger_than_the_queue_still_gets_in() -> None:
+    async with running(affine, max_batch_size=4, max_queued_rows=4) as batcher:
+        result = await score(batcher, message(0, 10))
+
+    assert_rows_equal(result, row_by_row(message(0, 10)))
+
+
+# Failures ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("error", "expected_type", "expected_message"),
+    [
+        (ValueError("negative input"), StreamserveError, "the model failed: ValueError: negative input"),
+        (InvalidArgument("x", "must not be negative"), InvalidArgument, "x: must not be negative"),
+    ],
+    ids=["unexpected-error", "deliberate-error"],
+)
+async def test_bad_rows_fail_only_their_own_call(
+    error: Exception, expected_type: type[Exception], expected_message: str
+) -> None:
+    def picky(rows: Rows) -> Outputs:
+        if (rows["x"] < 0).any():
+            raise error
+        return affine(rows)
+
+    model = Recorder(picky, gated=True)
+    good_a, bad, good_b = message(1, 2), message(-5, 2), message(7, 1)
+    async with running(model, max_batch_size=8) as batcher:
+        blocker = await batcher.submit(message(0, 1), 1)
+        await model.wait_entered()  # the next three queue up behind it and form one batch
+        futures = [await batcher.submit(rows, len(rows["x"])) for rows in (good_a, bad, good_b)]
+        model.open(10)
+        await asyncio.wait_for(asyncio.gather(blocker, *futures, return_exceptions=True), TIMEOUT)
+
+        assert model.sizes == [1, 5, 2, 2, 1]  # the shared batch failed, then each ran alone
+        assert_rows_equal(futures[0].result(), row_by_row(good_a))
+        assert_rows_equal(futures[2].result(), row_by_row(good_b))
+        failure = futures[1].exception()
+        assert type(failure) is expected_type
+        assert str(failure) == expected_message
+        # And the batcher goes on serving.
+        assert_rows_equal(await score(batcher, good_b), row_by_row(good_b))
+
+
+async def test_model_output_without_the_batch_dimension_is_an_error() -> None:
+    async with running(lambda rows: {"y": rows["x"][:1]}) as batcher:
+        with pytest.raises(StreamserveError) as error:
+            await score(batcher, message(0, 3))
+
+    assert str(error.value) == (
+        "model output 'y' has 1 rows for 3 input rows; every output needs the batch dimension first"
+    )
+    assert error.value.code == grpc.StatusCode.INTERNAL
+
+
+async def test_a_cancelled_caller_does_not_disturb_its_batch() -> None:
+    model = Recorder(gated=True)
+    async with running(model) as batcher:
+        blocker = await batcher.submit(message(0, 1), 1)
+        await model.wait_entered()
+        gone = await batcher.submit(message(1, 1), 1)
+        kept = await batcher.submit(message(2, 2), 2)
+        gone.cancel()
+        model.open(10)
+        assert_rows_equal(await asyncio.wait_for(kept, TIMEOUT), row_by_row(message(2, 2)))
+        await blocker
+        assert_rows_equal(await score(batcher, message(3, 1)), row_by_row(message(3, 1)))
+
+
+async def test_zero_rows_resolve_at_once_without_a_model_call() -> None:
+    model = Recorder()
+    async with running(model) as batcher:
+        future = await batcher.submit({"x": np.zeros((0, 2), np.float32), "b": np.zeros(0, np.float32)}, 0)
+        assert future.done()
+        assert future.result() == {}
+        assert batcher.batches == 0
+    assert model.sizes == []
+
+
+# Closing -----------------------------------------------------------------------------------------
+
+
+async def test_close_fails_waiting_calls_with_unavailable() -> None:
+    model = Recorder(gated=True)
+    batcher = Batcher(model, BatchingConfig(), name="test-model")
+    batcher.start()
+    retrieved(await batcher.submit(message(0, 1), 1))  # its fate at close: the next test
+    await model.wait_entered()
+    waiting = [await batcher.submit(message(i, 1), 1) for i in range(3)]
+    threading.Timer(0.05, model.open, args=(10,)).start()  # close() waits for the running call
+
+    await batcher.close()
+
+    for future in waiting:
+        assert future.done()
+        error = future.exception()
+        assert isinstance(error, Unavailable)
+        assert error.code == grpc.StatusCode.UNAVAILABLE
+        assert "the model was unloaded; retry" in str(error)
+    assert model.sizes == [1]
+
+
+async def test_close_resolves_the_call_whose_batch_is_running() -> None:
+    # The batch in the model when close() is called must end one way or the other (its result, or
+    # UNAVAILABLE): a caller awaiting it must not hang forever.
+    model = Recorder(gated=True)
+    batcher = Batcher(model, BatchingConfig(), name="test-model")
+    batcher.start()
+    running_call = await batcher.submit(message(0, 1), 1)
+    await model.wait_entered()
+    threading.Timer(0.05, model.open, args=(10,)).start()
+
+    await batcher.close()
+
+    assert running_call.done(), "the call whose rows were in the model at close() never resolves"
+    if running_call.exception() is None:
+        assert_rows_equal(running_call.result(), row_by_row(message(0, 1)))
+    else:
+        assert isinstance(running_call.exception(), Unavailable)
+
+
+async def test_close_fails_calls_waiting_for_queue_room() -> None:
+    model = Recorder(gated=True)
+    batcher = Batcher(model, BatchingConfig(max_batch_size=2, max_queued_rows=2), name="test-model")
+    batcher.start()
+    retrieved(await batcher.submit(message(0, 2), 2))
+    await model.wait_entered()
+    queued = await batcher.submit(message(1, 2), 2)
+    blocked = asyncio.create_task(batcher.submit(message(2, 2), 2))  # no room: waits
+    await asyncio.sleep(0.01)
+    assert not blocked.done()
+    threading.Timer(0.05, model.open, args=(10,)).start()
+
+    await batcher.close()
+
+    assert isinstance(queued.exception(), Unavailable)
+    try:
+        done, _ = await asyncio.wait({blocked}, timeout=1.0)
+        assert done, "a submit() waiting for queue room when close() ran waits forever"
+        # Either submit() itself fails, or it hands back a future that fails: both say UNAVAILABLE.
+        error = blocked.exception()
+        if error is None:
+            future = blocked.result()
+            assert future.done(), "submit() after close() hands back a future that never resolves"
+            error = future.exception()
+        assert isinstance(error, Unavailable)
+    finally:
+        blocked.cancel()
