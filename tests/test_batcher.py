@@ -15,15 +15,15 @@ import numpy.typing as npt
 import pytest
 
 from streamserve.config import BatchingConfig
-from streamserve.contract import Rows
+from streamserve.contract import Outputs, Rows
 from streamserve.errors import InvalidArgument, StreamserveError, Unavailable
 from streamserve.runtime import Batcher
 
 TIMEOUT = 5.0  # seconds; a hang fails the test instead of stalling the run
-Outputs = dict[str, npt.NDArray[Any]]
+ModelOutputs = dict[str, npt.NDArray[Any]]
 
 
-def affine(rows: Rows) -> Outputs:
+def affine(rows: Rows) -> ModelOutputs:
     """Two inputs, two outputs of different shapes: y = 2x + 1 per value, s = sum of x and b per row."""
     x, b = rows["x"], rows["b"]
     return {"y": 2 * x + 1, "s": x.sum(axis=1) + b}
@@ -37,7 +37,7 @@ def message(first: float, count: int) -> Rows:
 class Recorder:
     """Wraps a model function: records each call's row count, can sleep, can hold calls at a gate."""
 
-    def __init__(self, function: Callable[[Rows], Outputs] = affine, *, sleep: float = 0.0,
+    def __init__(self, function: Callable[[Rows], ModelOutputs] = affine, *, sleep: float = 0.0,
                  gated: bool = False) -> None:
         self.function = function
         self.sleep = sleep
@@ -45,7 +45,7 @@ class Recorder:
         self.entered = threading.Semaphore(0)
         self.gate = threading.Semaphore(0) if gated else None
 
-    def __call__(self, rows: Rows) -> Outputs:
+    def __call__(self, rows: Rows) -> ModelOutputs:
         self.sizes.append(len(next(iter(rows.values()))))
         self.entered.release()
         if self.gate is not None and not self.gate.acquire(timeout=TIMEOUT):
@@ -66,7 +66,7 @@ class Recorder:
 
 
 @asynccontextmanager
-async def running(model: Callable[[Rows], Outputs], **batching: Any) -> AsyncIterator[Batcher]:
+async def running(model: Callable[[Rows], ModelOutputs], **batching: Any) -> AsyncIterator[Batcher]:
     batcher = Batcher(model, BatchingConfig(**batching), name="test-model")
     batcher.start()
     try:
@@ -77,12 +77,12 @@ async def running(model: Callable[[Rows], Outputs], **batching: Any) -> AsyncIte
         await batcher.close()
 
 
-async def score(batcher: Batcher, rows: Rows) -> Rows:
+async def score(batcher: Batcher, rows: Rows) -> Outputs:
     future = await batcher.submit(rows, len(next(iter(rows.values()))))
     return await asyncio.wait_for(future, TIMEOUT)
 
 
-def row_by_row(rows: Rows) -> Outputs:
+def row_by_row(rows: Rows) -> ModelOutputs:
     count = len(rows["x"])
     singles = [affine({k: v[i:i + 1] for k, v in rows.items()}) for i in range(count)]
     return {k: np.concatenate([s[k] for s in singles]) for k in ("y", "s")}
@@ -117,7 +117,7 @@ async def test_results_equal_calling_the_model_row_by_row() -> None:
 
 
 async def test_concurrent_submitters_get_their_own_rows_back() -> None:
-    def identify(rows: Rows) -> Outputs:
+    def identify(rows: Rows) -> ModelOutputs:
         return {"id": rows["caller"] * 1000 + rows["index"]}
 
     model = Recorder(identify, sleep=0.001)
@@ -183,14 +183,16 @@ async def test_max_delay_lets_a_batch_wait_for_more_rows() -> None:
     assert await two_close_submits(300) == [2]
 
 
-async def test_replacing_call_switches_the_model_between_batches() -> None:
+async def test_swap_switches_the_model_and_its_version_between_batches() -> None:
     async with running(affine) as batcher:
         before = await score(batcher, message(1, 1))
-        batcher.call = lambda rows: {"y": rows["x"] * 0, "s": rows["b"] * 0}
+        batcher.swap(lambda rows: {"y": rows["x"] * 0, "s": rows["b"] * 0}, "7")
         after = await score(batcher, message(1, 1))
 
     np.testing.assert_array_equal(before["y"], [[3, 5]])
+    assert before.model_version == ""
     np.testing.assert_array_equal(after["y"], [[0, 0]])
+    assert after.model_version == "7"
 
 
 # Backpressure ------------------------------------------------------------------------------------
@@ -249,7 +251,7 @@ async def test_a_message_bigger_than_the_queue_still_gets_in() -> None:
 async def test_bad_rows_fail_only_their_own_call(
     error: Exception, expected_type: type[Exception], expected_message: str
 ) -> None:
-    def picky(rows: Rows) -> Outputs:
+    def picky(rows: Rows) -> ModelOutputs:
         if (rows["x"] < 0).any():
             raise error
         return affine(rows)

@@ -14,8 +14,9 @@ gives a :class:`Method`:
     0 when the message needs no model call). Raise :class:`streamserve.errors.InvalidArgument` for
     bad input.
 ``postprocess(outputs, request, state) -> response``
-    turns the model outputs for exactly those rows (same mapping shape, by signature output name) into
-    the response message; for a server-streaming method, an iterable of response messages.
+    turns the model outputs for exactly those rows (an :class:`Outputs` mapping by signature output
+    name, whose ``model_version`` says which model version scored them) into the response message;
+    for a server-streaming method, an iterable of response messages.
 
 Rows from many concurrent calls are concatenated into one model call by the batcher, so pre- and
 postprocessing must treat rows independently; anything that depends on earlier messages lives in the
@@ -35,10 +36,21 @@ from google.protobuf.descriptor import ServiceDescriptor
 from google.protobuf.message import Message
 from pydantic import BaseModel
 
-__all__ = ["Method", "PluginSpec", "Rows", "Signature", "TensorSpec"]
+__all__ = ["Method", "Outputs", "PluginSpec", "Rows", "Signature", "TensorSpec"]
 
 Rows = Mapping[str, npt.NDArray[Any]]
 """Model inputs or outputs for some rows: name -> array whose first dimension counts the rows."""
+
+
+class Outputs(dict[str, npt.NDArray[Any]]):
+    """The model outputs of one message's rows, and the version of the model that computed them."""
+
+    __slots__ = ("model_version",)
+
+    def __init__(self, arrays: Mapping[str, npt.NDArray[Any]], model_version: str) -> None:
+        super().__init__(arrays)
+        self.model_version = model_version
+        """The model's version directory name (``"3"`` for ``<base>/3/``), or ``""``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +95,7 @@ class Method:
     """How one RPC method of the plugin's service turns messages into model rows and back."""
 
     preprocess: Callable[[Any, Any], Rows]
-    postprocess: Callable[[Rows, Any, Any], Message | Iterable[Message]]
+    postprocess: Callable[[Outputs, Any, Any], Message | Iterable[Message]]
     open_state: Callable[[Any], Any] = _no_state
     close_state: Callable[[Any], None] | None = None
 

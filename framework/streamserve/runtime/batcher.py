@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from streamserve.config import BatchingConfig
-from streamserve.contract import Rows
+from streamserve.contract import Outputs, Rows
 from streamserve.errors import StreamserveError, Unavailable
 
 __all__ = ["Batcher"]
@@ -38,15 +38,16 @@ ModelCall = Callable[[Rows], dict[str, npt.NDArray[Any]]]
 class _Pending:
     rows: Rows
     count: int
-    future: asyncio.Future[Rows]
+    future: asyncio.Future[Outputs]
 
 
 class Batcher:
     """Cross-call batching for one model. Create, :meth:`start`, :meth:`submit`, :meth:`close`."""
 
-    def __init__(self, call: ModelCall, config: BatchingConfig, *, name: str) -> None:
-        self.call = call
-        """The model function; replace it to switch models between batches."""
+    def __init__(
+        self, call: ModelCall, config: BatchingConfig, *, name: str, version: str = ""
+    ) -> None:
+        self._model = (call, version)
         self._config = config
         self._name = name
         self._pending: collections.deque[_Pending] = collections.deque()
@@ -64,6 +65,15 @@ class Batcher:
         """Model calls made so far (for tests and metrics)."""
         self.rows = 0
         """Rows scored so far."""
+
+    @property
+    def version(self) -> str:
+        """The version of the model that the next batch runs on."""
+        return self._model[1]
+
+    def swap(self, call: ModelCall, version: str) -> None:
+        """Run the following batches on another model; the batch in flight finishes on its own."""
+        self._model = (call, version)
 
     def start(self) -> None:
         self._worker = asyncio.get_running_loop().create_task(self._run(), name=self._name)
@@ -83,11 +93,11 @@ class Batcher:
         # Waits for a model call still in the thread; off the event loop.
         await asyncio.to_thread(self._executor.shutdown, wait=True)
 
-    async def submit(self, rows: Rows, count: int) -> asyncio.Future[Rows]:
+    async def submit(self, rows: Rows, count: int) -> asyncio.Future[Outputs]:
         """Queue ``count`` rows; returns a future of their outputs. Waits while the queue is full."""
-        future: asyncio.Future[Rows] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Outputs] = asyncio.get_running_loop().create_future()
         if count == 0:
-            future.set_result({})
+            future.set_result(Outputs({}, self.version))
             return future
         limit = self._config.max_queued_rows
         while self._queued_rows and self._queued_rows + count > limit and not self._closed:
@@ -119,8 +129,9 @@ class Batcher:
             self._queued_rows -= size
             self._has_room.set()
             self._running = batch
+            call, version = self._model  # a swap() applies from the next batch on
             try:
-                outputs = await loop.run_in_executor(self._executor, self._call, batch, size)
+                outputs = await loop.run_in_executor(self._executor, _run_model, call, batch, size)
             except Exception as exc:
                 if len(batch) == 1:
                     self._fail(batch[0], exc)
@@ -128,7 +139,7 @@ class Batcher:
                     # One call's bad rows must not fail every call that shares its batch:
                     # run each alone, so only the culprit gets the error.
                     for item in batch:
-                        await self._run_alone(loop, item)
+                        await self._run_alone(loop, call, version, item)
                 continue
             self.batches += 1
             self.rows += size
@@ -136,19 +147,23 @@ class Batcher:
             for item in batch:
                 end = offset + item.count
                 if not item.future.done():  # its call may have been cancelled meanwhile
-                    item.future.set_result({k: v[offset:end] for k, v in outputs.items()})
+                    item.future.set_result(
+                        Outputs({k: v[offset:end] for k, v in outputs.items()}, version)
+                    )
                 offset = end
 
-    async def _run_alone(self, loop: asyncio.AbstractEventLoop, item: _Pending) -> None:
+    async def _run_alone(
+        self, loop: asyncio.AbstractEventLoop, call: ModelCall, version: str, item: _Pending
+    ) -> None:
         try:
-            outputs = await loop.run_in_executor(self._executor, self._call, [item], item.count)
+            outputs = await loop.run_in_executor(self._executor, _run_model, call, [item], item.count)
         except Exception as exc:
             self._fail(item, exc)
             return
         self.batches += 1
         self.rows += item.count
         if not item.future.done():
-            item.future.set_result(outputs)
+            item.future.set_result(Outputs(outputs, version))
 
     def _fail(self, item: _Pending, exc: Exception) -> None:
         if not isinstance(exc, StreamserveError):
@@ -158,22 +173,21 @@ class Batcher:
         if not item.future.done():
             item.future.set_exception(exc)
 
-    def _call(self, batch: list[_Pending], size: int) -> dict[str, npt.NDArray[Any]]:
-        """Runs in the worker thread: join the rows, call the model, check what came back."""
-        if len(batch) == 1:
-            inputs = batch[0].rows
-        else:
-            inputs = {k: np.concatenate([item.rows[k] for item in batch]) for k in batch[0].rows}
-        outputs = self.call(inputs)
-        for name, value in outputs.items():
-            if len(value) != size:
-                raise StreamserveError(
-                    f"model output {name!r} has {len(value)} rows for {size} input rows; "
-                    "every output needs the batch dimension first"
-                )
-        return outputs
 
-
+def _run_model(call: ModelCall, batch: list[_Pending], size: int) -> dict[str, npt.NDArray[Any]]:
+    """Runs in the worker thread: join the rows, call the model, check what came back."""
+    if len(batch) == 1:
+        inputs = batch[0].rows
+    else:
+        inputs = {k: np.concatenate([item.rows[k] for item in batch]) for k in batch[0].rows}
+    outputs = call(inputs)
+    for name, value in outputs.items():
+        if len(value) != size:
+            raise StreamserveError(
+                f"model output {name!r} has {len(value)} rows for {size} input rows; "
+                "every output needs the batch dimension first"
+            )
+    return outputs
 
 def _unloaded() -> Unavailable:
     return Unavailable("the model was unloaded; retry")

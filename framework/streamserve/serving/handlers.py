@@ -17,7 +17,7 @@ import grpc
 from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
 
-from streamserve.contract import Method, Rows
+from streamserve.contract import Method, Outputs, Rows
 from streamserve.serving.plugin import ServedPlugin
 from streamserve.serving.status import abort
 
@@ -61,7 +61,7 @@ def _row_count(rows: Rows) -> int:
     return 0
 
 
-async def _infer(plugin: ServedPlugin, method: Method, request: Message, state: Any) -> Rows:
+async def _infer(plugin: ServedPlugin, method: Method, request: Message, state: Any) -> Outputs:
     rows = method.preprocess(request, state)
     future = await plugin.require_ready().submit(rows, _row_count(rows))
     return await future

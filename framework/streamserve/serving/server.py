@@ -113,7 +113,10 @@ class Server:
             if plugin.config.signature:
                 signature = dataclasses.replace(signature, name=plugin.config.signature)
             model = await asyncio.to_thread(load_model, path, signature, plugin=plugin.spec.name)
-            batcher = Batcher(model.call, plugin.config.batching, name=f"model-{plugin.spec.name}")
+            batcher = Batcher(
+                model.call, plugin.config.batching, name=f"model-{plugin.spec.name}",
+                version=model.version,
+            )
             batcher.start()
             plugin.model, plugin.batcher = model, batcher
             await self.health.set(plugin.service_name, SERVING)
