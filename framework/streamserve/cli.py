@@ -4,6 +4,7 @@
     streamserve plugins
     streamserve config check FILE
     streamserve config schema
+    streamserve config reference
 """
 
 from __future__ import annotations
@@ -63,6 +64,8 @@ def _parser() -> argparse.ArgumentParser:
     check.set_defaults(run=_config_check)
     schema = config_commands.add_parser("schema", help="print the config's JSON Schema")
     schema.set_defaults(run=_config_schema)
+    reference = config_commands.add_parser("reference", help="print the config reference (Markdown)")
+    reference.set_defaults(run=_config_reference)
     return parser
 
 
@@ -167,6 +170,13 @@ def _config_check(args: argparse.Namespace) -> int:
 
 def _config_schema(args: argparse.Namespace) -> int:
     print(json.dumps(StreamserveConfig.model_json_schema(), indent=2))
+    return 0
+
+
+def _config_reference(args: argparse.Namespace) -> int:
+    from streamserve.config_reference import reference
+
+    print(reference(), end="")
     return 0
 
 

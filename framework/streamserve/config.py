@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -31,6 +31,7 @@ ADDRESS_ENV = "STREAMSERVE_ADDRESS"
 """Environment variable that overrides ``server.address`` (``HOST:PORT``)."""
 
 MiB = 1024 * 1024
+_T = TypeVar("_T", bound=BaseModel)
 
 
 class _Strict(BaseModel):
@@ -45,6 +46,55 @@ def check_address(value: str) -> str:
     return value
 
 
+class KeepaliveConfig(_Strict):
+    """HTTP/2 keepalive: the server pings idle connections, and limits how often clients may ping."""
+
+    time_seconds: Annotated[float, Field(gt=0)] = 60.0
+    """The server pings a connection that has been quiet this long."""
+    timeout_seconds: Annotated[float, Field(gt=0)] = 20.0
+    """A ping unanswered this long closes the connection."""
+    min_client_ping_interval_seconds: Annotated[float, Field(gt=0)] = 10.0
+    """Clients pinging more often than this are sent GOAWAY (ENHANCE_YOUR_CALM)."""
+    permit_without_calls: bool = True
+    """Allow client pings on connections with no open call."""
+
+
+class TLSConfig(_Strict):
+    """Certificates for TLS and mutual TLS. Paths relative to the config file."""
+
+    cert_file: Path
+    """The server's certificate chain (PEM)."""
+    key_file: Path
+    """The server's private key (PEM)."""
+    client_ca_file: Path | None = None
+    """CA bundle (PEM) that client certificates must chain to."""
+    require_client_cert: bool = False
+    """Refuse clients without a certificate signed by client_ca_file (mutual TLS)."""
+
+
+class AuthConfig(_Strict):
+    """Bearer tokens (``authorization: Bearer <token>`` metadata) for plugin services."""
+
+    tokens_file: Path | None = None
+    """A file with one accepted token per line (blank lines and # comments ignored)."""
+    tokens_env: str | None = None
+    """The name of an environment variable holding accepted tokens, comma-separated."""
+    protect_reflection: bool = False
+    """Also require a token for server reflection. Health is always open."""
+
+
+class MetricsConfig(_Strict):
+    """The Prometheus endpoint."""
+
+    address: str | None = None
+    """``HOST:PORT`` for ``/metrics`` over HTTP, for example 0.0.0.0:9090. Null: no endpoint."""
+
+    @field_validator("address")
+    @classmethod
+    def _valid_address(cls, value: str | None) -> str | None:
+        return None if value is None else check_address(value)
+
+
 class ServerConfig(_Strict):
     """The gRPC server shared by every plugin."""
 
@@ -57,12 +107,31 @@ class ServerConfig(_Strict):
     reflection: bool = True
     """Serve gRPC server reflection, so grpcurl and other tools can discover the services."""
     shutdown_grace_seconds: Annotated[float, Field(ge=0)] = 10.0
-    """On SIGTERM/SIGINT, how long open calls may take to finish before they are cancelled."""
+    """On SIGTERM/SIGINT: health turns NOT_SERVING and new calls are refused at once; open calls may
+    go on for this long, then get UNAVAILABLE (after every message already received is answered)."""
+    max_concurrent_streams: Annotated[int, Field(ge=1)] = 10000
+    """Calls open at once across all plugin services; more fail with RESOURCE_EXHAUSTED."""
+    stream_idle_timeout_seconds: Annotated[float, Field(gt=0)] | None = 600.0
+    """A stream that sends nothing for this long is ended with DEADLINE_EXCEEDED. Null: never."""
+    max_connection_age_seconds: Annotated[float, Field(gt=0)] | None = None
+    """Ask clients to reconnect after this long (GOAWAY), so load balancers can rebalance long-lived
+    streams. Null: connections live as long as the client wants."""
+    max_connection_age_grace_seconds: Annotated[float, Field(ge=0)] | None = None
+    """After max_connection_age, how long open calls may go on before the connection is closed."""
+    keepalive: KeepaliveConfig = KeepaliveConfig()
+    """HTTP/2 keepalive pings, both ways."""
+    health_address: str | None = None
+    """An extra plaintext port serving only grpc.health.v1 (for kubelet gRPC probes, which cannot do
+    TLS), ``HOST:PORT``. Null: no such port."""
+    tls: TLSConfig | None = None
+    """Serve TLS (and optionally require client certificates) on ``address``. Null: plaintext."""
+    auth: AuthConfig | None = None
+    """Require a bearer token on plugin services. Null: no authentication."""
 
-    @field_validator("address")
+    @field_validator("address", "health_address")
     @classmethod
-    def _valid_address(cls, value: str) -> str:
-        return check_address(value)
+    def _valid_address(cls, value: str | None) -> str | None:
+        return None if value is None else check_address(value)
 
 
 class BatchingConfig(_Strict):
@@ -90,6 +159,10 @@ class PluginConfig(_Strict):
     """The signature to serve; empty: the one the plugin declares (usually serving_default)."""
     batching: BatchingConfig = BatchingConfig()
     """Batching of this plugin's model calls."""
+    model_poll_seconds: Annotated[float, Field(gt=0)] | None = 30.0
+    """How often to look for a new numbered version under model_path (SIGHUP also triggers a look).
+    A new version is loaded, checked and warmed off the serving path, then swapped in between
+    batches. Null: never poll (SIGHUP still works)."""
     settings: dict[str, Any] = Field(default_factory=dict)
     """The plugin's own settings, validated by the plugin (see its documentation)."""
 
@@ -103,6 +176,13 @@ class StreamserveConfig(_Strict):
     """Per-plugin sections, keyed by plugin name (see ``streamserve plugins``)."""
     log_level: str = "INFO"
     """Python logging level name: DEBUG, INFO, WARNING, ERROR."""
+    log_format: Literal["text", "json"] = "text"
+    """``text`` for people, ``json`` (one object per line) for log collectors."""
+    metrics: MetricsConfig = MetricsConfig()
+    """The Prometheus metrics endpoint."""
+    on_plugin_error: Literal["fail", "continue"] = "fail"
+    """A plugin whose model is missing, corrupt or mismatched: ``fail`` stops start-up; ``continue``
+    reports it (log, health NOT_SERVING for its service) and serves the other plugins."""
 
     @field_validator("log_level")
     @classmethod
@@ -188,10 +268,20 @@ def _describe(exc: ValidationError, prefix: tuple[str, ...] = ()) -> str:
 
 
 def _resolve_paths(config: StreamserveConfig, base: Path) -> StreamserveConfig:
-    plugins = {
-        name: section.model_copy(update={"model_path": base / section.model_path})
-        if section.model_path is not None and not section.model_path.is_absolute()
-        else section
-        for name, section in config.plugins.items()
-    }
-    return config.model_copy(update={"plugins": plugins})
+    """Paths in the file are relative to the file's folder, wherever the server is started from."""
+
+    def rebase(section: _T, *fields: str) -> _T:
+        update = {
+            name: base / value
+            for name in fields
+            if isinstance(value := getattr(section, name), Path) and not value.is_absolute()
+        }
+        return section.model_copy(update=update) if update else section
+
+    server = config.server
+    server = server.model_copy(update={
+        "tls": server.tls and rebase(server.tls, "cert_file", "key_file", "client_ca_file"),
+        "auth": server.auth and rebase(server.auth, "tokens_file"),
+    })
+    plugins = {name: rebase(section, "model_path") for name, section in config.plugins.items()}
+    return config.model_copy(update={"server": server, "plugins": plugins})
