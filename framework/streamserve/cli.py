@@ -106,6 +106,15 @@ async def _run_server(
     stopping = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
+    reloads: set[asyncio.Task[None]] = set()
+
+    def reload() -> None:
+        log.info("SIGHUP: looking for new model versions")
+        task = loop.create_task(server.reload_models())
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, reload)
     loading = asyncio.create_task(server.load_models())
     stop_wait = asyncio.create_task(stopping.wait())
     await asyncio.wait({loading, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
@@ -117,7 +126,7 @@ async def _run_server(
         return 1
     await stop_wait
     grace = config.server.shutdown_grace_seconds
-    log.info("stopping: health is NOT_SERVING; open calls have %.1f s to finish", grace)
+    log.info("stopping: health is NOT_SERVING, new calls are refused, open calls have %g s", grace)
     loading.cancel()
     await server.stop(grace)
     log.info("stopped")

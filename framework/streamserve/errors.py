@@ -7,7 +7,8 @@
     ├── ModelLoadError                a model directory that cannot be loaded
     ├── InvalidArgument               (INVALID_ARGUMENT) bad request content: names the field
     ├── Unavailable                   (UNAVAILABLE) the model is not ready, or the server is draining
-    └── ResourceExhausted             (RESOURCE_EXHAUSTED) a limit was reached
+    ├── ResourceExhausted             (RESOURCE_EXHAUSTED) a limit was reached
+    └── DeadlineExceeded              (DEADLINE_EXCEEDED) a stream was idle for too long
 
 Start-up errors (config, plugin, model) end the process with one clear message. Request errors end
 only their own call: :mod:`streamserve.serving.errors` turns them into a gRPC status.
@@ -19,6 +20,7 @@ import grpc
 
 __all__ = [
     "ConfigError",
+    "DeadlineExceeded",
     "InvalidArgument",
     "ModelLoadError",
     "PluginError",
@@ -80,3 +82,9 @@ class ResourceExhausted(StreamserveError):
     """A configured limit was reached."""
 
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class DeadlineExceeded(StreamserveError):
+    """A time limit of the server ran out (for example the per-stream idle timeout)."""
+
+    code = grpc.StatusCode.DEADLINE_EXCEEDED

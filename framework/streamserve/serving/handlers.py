@@ -2,9 +2,10 @@
 
 Every call runs the same pipeline: ``open_state`` on the first message, ``preprocess`` to rows, the
 model's shared :class:`~streamserve.runtime.Batcher`, ``postprocess`` to the response, state dropped
-when the call ends. A bidirectional stream reads ahead: it keeps up to ``READ_AHEAD`` messages in
-flight through the batcher while answering them strictly in order, so a stream is not limited to one
-model call per round trip, and stops reading when that many are waiting (backpressure).
+when the call ends. A bidirectional stream has a reader task that preprocesses and submits up to
+``READ_AHEAD`` messages ahead while the handler answers them strictly in order, so a stream is not
+limited to one model call per round trip; when that many wait, the reader stops reading
+(backpressure through HTTP/2 flow control).
 """
 
 from __future__ import annotations
@@ -18,18 +19,16 @@ from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
 
 from streamserve.contract import Method, Outputs, Rows
+from streamserve.serving.calls import Calls, Stream
 from streamserve.serving.plugin import ServedPlugin
 from streamserve.serving.status import abort
 
-__all__ = ["READ_AHEAD", "service_handler"]
-
-READ_AHEAD = 64
-"""Messages of one stream that may be between its reader and its writer at once."""
+__all__ = ["service_handler"]
 
 _END = object()
 
 
-def service_handler(plugin: ServedPlugin) -> grpc.GenericRpcHandler:
+def service_handler(plugin: ServedPlugin, calls: Calls) -> grpc.GenericRpcHandler:
     """One generic handler serving every RPC method of ``plugin``'s service."""
     service = plugin.spec.service
     handlers = {}
@@ -42,15 +41,15 @@ def service_handler(plugin: ServedPlugin) -> grpc.GenericRpcHandler:
         }
         if rpc.client_streaming:
             handlers[rpc.name] = grpc.stream_stream_rpc_method_handler(
-                _bidi(plugin, method, where), **codec
+                _bidi(plugin, calls, method, where), **codec
             )
         elif rpc.server_streaming:
             handlers[rpc.name] = grpc.unary_stream_rpc_method_handler(
-                _server_streaming(plugin, method, where), **codec
+                _server_streaming(plugin, calls, method, where), **codec
             )
         else:
             handlers[rpc.name] = grpc.unary_unary_rpc_method_handler(
-                _unary(plugin, method, where), **codec
+                _unary(plugin, calls, method, where), **codec
             )
     return grpc.method_handlers_generic_handler(service.full_name, handlers)
 
@@ -68,9 +67,13 @@ async def _infer(plugin: ServedPlugin, method: Method, request: Message, state: 
 
 
 def _unary(
-    plugin: ServedPlugin, method: Method, where: str
+    plugin: ServedPlugin, calls: Calls, method: Method, where: str
 ) -> Callable[[Message, grpc.aio.ServicerContext], Awaitable[Message]]:
     async def handle(request: Message, context: grpc.aio.ServicerContext) -> Message:
+        try:
+            calls.admit()
+        except Exception as exc:
+            await abort(context, exc, where=where)
         state = None
         try:
             plugin.require_ready()
@@ -81,19 +84,25 @@ def _unary(
                 raise _not_a_message(response)
             return response
         except Exception as exc:
+            plugin.count_error(exc)
             await abort(context, exc, where=where)
         finally:
+            calls.release()
             _close(method, state)
 
     return handle
 
 
 def _server_streaming(
-    plugin: ServedPlugin, method: Method, where: str
+    plugin: ServedPlugin, calls: Calls, method: Method, where: str
 ) -> Callable[[Message, grpc.aio.ServicerContext], AsyncIterator[Message]]:
     async def handle(
         request: Message, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[Message]:
+        try:
+            calls.admit()
+        except Exception as exc:
+            await abort(context, exc, where=where)
         state = None
         try:
             plugin.require_ready()
@@ -104,51 +113,66 @@ def _server_streaming(
             for response in responses:
                 yield response
         except Exception as exc:
+            plugin.count_error(exc)
             await abort(context, exc, where=where)
         finally:
+            calls.release()
             _close(method, state)
 
     return handle
 
 
-class _Stream:
-    """One bidirectional call: its state and the ordered queue between reader and writer."""
-
-    __slots__ = ("opened", "results", "state")
-
-    def __init__(self) -> None:
-        self.opened = False
-        self.state: Any = None
-        self.results: asyncio.Queue[Any] = asyncio.Queue(READ_AHEAD)
-
-
 def _bidi(
-    plugin: ServedPlugin, method: Method, where: str
+    plugin: ServedPlugin, calls: Calls, method: Method, where: str
 ) -> Callable[[AsyncIterator[Message], grpc.aio.ServicerContext], AsyncIterator[Message]]:
-    async def read(requests: AsyncIterator[Message], stream: _Stream) -> None:
+    async def read(requests: AsyncIterator[Message], stream: Stream) -> None:
+        """Take messages off the wire, preprocess them and queue their futures, in order."""
         index = 0
+        now = asyncio.get_running_loop().time
+        messages = aiter(requests)
         try:
-            async for request in requests:
+            while stream.ended_by is None:
+                await stream.room.acquire()
+                if stream.ended_by is not None:
+                    break
+                stream.waiting = True
+                try:
+                    request = await anext(messages)
+                except StopAsyncIteration:
+                    stream.results.put_nowait(_END)
+                    return
+                finally:
+                    stream.waiting = False
+                stream.last_heard = now()
                 if not stream.opened:
                     stream.state = method.open_state(plugin.settings)
                     stream.opened = True
                 rows = method.preprocess(request, stream.state)
                 future = await plugin.require_ready().submit(rows, _row_count(rows))
-                await stream.results.put((request, future))
+                stream.results.put_nowait((request, future))
                 index += 1
+        except asyncio.CancelledError:
+            if stream.ended_by is None:  # cancelled because the call itself is over
+                raise
         except Exception as exc:
             # Answer everything read before the bad message, then end the call with this error.
-            await stream.results.put((index, exc))
+            stream.results.put_nowait((index, exc))
             return
-        await stream.results.put(_END)
+        assert stream.ended_by is not None
+        stream.results.put_nowait((index, stream.ended_by))
 
     async def handle(
         requests: AsyncIterator[Message], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[Message]:
-        stream = _Stream()
+        try:
+            calls.admit()
+        except Exception as exc:
+            await abort(context, exc, where=where)
+        stream = Stream()
         failed_at = where
         plugin.active_streams += 1
-        reader = asyncio.get_running_loop().create_task(read(requests, stream))
+        calls.streams.add(stream)
+        stream.reader = asyncio.get_running_loop().create_task(read(requests, stream))
         try:
             plugin.require_ready()
             while (item := await stream.results.get()) is not _END:
@@ -159,12 +183,16 @@ def _bidi(
                 response = method.postprocess(await second, first, stream.state)
                 if not isinstance(response, Message):
                     raise _not_a_message(response)
+                stream.room.release()
                 yield response
         except Exception as exc:
+            plugin.count_error(exc)
             await abort(context, exc, where=failed_at)
         finally:
+            stream.reader.cancel()
+            calls.streams.discard(stream)
+            calls.release()
             plugin.active_streams -= 1
-            reader.cancel()
             if stream.opened:
                 _close(method, stream.state)
 

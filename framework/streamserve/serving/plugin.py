@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import collections
+from dataclasses import dataclass, field
 
 from pydantic import BaseModel
 
 from streamserve.config import PluginConfig
 from streamserve.contract import PluginSpec
-from streamserve.errors import Unavailable
+from streamserve.errors import StreamserveError, Unavailable
 from streamserve.runtime import Batcher, Model
 
 __all__ = ["ServedPlugin"]
@@ -25,6 +26,14 @@ class ServedPlugin:
     """Set once the model is loaded and warm: from then on the service is ready."""
     active_streams: int = 0
     """Bidirectional calls open right now."""
+    load_error: str | None = None
+    """Why the model could not be loaded (with ``on_plugin_error: continue``), or None."""
+    errors: collections.Counter[str] = field(default_factory=collections.Counter)
+    """Calls that ended in an error, by gRPC status code name."""
+
+    def count_error(self, exc: Exception) -> None:
+        code = exc.code if isinstance(exc, StreamserveError) else StreamserveError.code
+        self.errors[code.name] += 1
 
     @property
     def service_name(self) -> str:
@@ -32,6 +41,11 @@ class ServedPlugin:
 
     def require_ready(self) -> Batcher:
         if self.batcher is None:
+            if self.load_error is not None:
+                raise Unavailable(
+                    f"{self.service_name} is not available: its model failed to load "
+                    f"({self.load_error}); the server log has the details"
+                )
             raise Unavailable(
                 f"{self.service_name} is not ready: its model is still loading; retry shortly "
                 "(health check this service name to wait for SERVING)"

@@ -10,18 +10,23 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
+from pathlib import Path
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from streamserve.config import StreamserveConfig, plugin_settings
+from streamserve.config import ServerConfig, StreamserveConfig, plugin_settings
+from streamserve.contract import Signature
 from streamserve.errors import ConfigError, ModelLoadError, StreamserveError
 from streamserve.plugins import DiscoveredPlugin
-from streamserve.runtime import Batcher, load_model
+from streamserve.runtime import Batcher, Model, load_model, resolve_version
+from streamserve.serving.calls import Calls
 from streamserve.serving.handlers import service_handler
 from streamserve.serving.plugin import ServedPlugin
 from streamserve.serving.reflection import enable_reflection
+from streamserve.serving.security import TransportSecurity, serve_health_only
 
 __all__ = ["ServedPlugin", "Server"]
 
@@ -62,8 +67,18 @@ class Server:
         if len(set(services)) != len(services):
             raise ConfigError(f"{source}: two enabled plugins serve the same service: {services}")
         self.health = health.aio.HealthServicer()
+        self.calls = Calls(config.server.max_concurrent_streams, config.server.stream_idle_timeout_seconds)
         self._server: grpc.aio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._reload_locks = {p.spec.name: asyncio.Lock() for p in self.plugins}
+        self._rejected: set[tuple[Path, float]] = set()
         self.port = 0
+        # Transport security (serving/security.py): certificates and tokens are read here, so a
+        # bad file fails `config check` and start-up rather than the first handshake.
+        self.security = TransportSecurity.from_config(config.server, source=source)
+        self._health_server: grpc.aio.Server | None = None
+        self.health_port = 0
+        """The bound port of ``server.health_address`` once started; 0 if there is none."""
 
     @property
     def address(self) -> str:
@@ -73,25 +88,46 @@ class Server:
             host = "127.0.0.1"
         return f"{host}:{self.port}"
 
+    @property
+    def health_address(self) -> str | None:
+        """Where the health-only port listens, with the real port; None without one."""
+        if self.config.server.health_address is None:
+            return None
+        host = self.config.server.health_address.rpartition(":")[0]
+        if host in ("0.0.0.0", "[::]", ""):
+            host = "127.0.0.1"
+        return f"{host}:{self.health_port}"
+
     async def start(self) -> None:
         """Open the port and serve health and reflection; plugin services wait for their models."""
         limits = self.config.server
+        keepalive = limits.keepalive
         server = grpc.aio.server(
+            interceptors=self.security.interceptors,
             options=[
                 ("grpc.max_receive_message_length", limits.max_receive_message_bytes),
                 ("grpc.max_send_message_length", limits.max_send_message_bytes),
+                ("grpc.keepalive_time_ms", int(keepalive.time_seconds * 1000)),
+                ("grpc.keepalive_timeout_ms", int(keepalive.timeout_seconds * 1000)),
+                ("grpc.http2.min_recv_ping_interval_without_data_ms",
+                 int(keepalive.min_client_ping_interval_seconds * 1000)),
+                ("grpc.keepalive_permit_without_calls", int(keepalive.permit_without_calls)),
+                *_connection_age_options(limits),
             ]
         )
-        server.add_generic_rpc_handlers([service_handler(p) for p in self.plugins])
+        server.add_generic_rpc_handlers([service_handler(p, self.calls) for p in self.plugins])
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         if limits.reflection:
             enable_reflection([*(p.service_name for p in self.plugins), health.SERVICE_NAME], server)
-        try:
-            self.port = server.add_insecure_port(limits.address)
-        except RuntimeError as exc:
-            raise StreamserveError(f"cannot listen on {limits.address}: {exc}") from exc
+        self.port = self.security.bind(server, limits.address)  # TLS if server.tls is set
         await server.start()
         self._server = server
+        if limits.health_address is not None:  # plaintext, health only: for kubelet probes
+            self._health_server, self.health_port = await serve_health_only(
+                self.health, limits.health_address
+            )
+            log.info("health-only (plaintext) port on %s", self.health_address)
+        self._spawn(self.calls.watch_idle())
         await self.health.set(health.OVERALL_HEALTH, SERVING)
         for plugin in self.plugins:
             await self.health.set(plugin.service_name, NOT_SERVING)
@@ -99,34 +135,123 @@ class Server:
                  ", ".join(p.service_name for p in self.plugins) or "none")
 
     async def load_models(self) -> None:
-        """Load, check and warm every plugin's model; each service turns SERVING when its is ready."""
+        """Load, check and warm every plugin's model; each service turns SERVING when its is ready.
+
+        A plugin whose model fails stops start-up (``on_plugin_error: fail``, raising the error), or
+        is reported and left NOT_SERVING while the others serve (``continue``). Then each plugin
+        with a ``model_path`` is watched for new versions.
+        """
         for plugin in self.plugins:
-            path = plugin.config.model_path
-            if path is None:
-                if plugin.spec.default_model is None:
-                    raise ModelLoadError(
-                        f"plugins.{plugin.spec.name}.model_path is not set and plugin "
-                        f"{plugin.spec.name!r} has no default model"
-                    )
-                path = await asyncio.to_thread(plugin.spec.default_model)
-            signature = plugin.spec.signature
-            if plugin.config.signature:
-                signature = dataclasses.replace(signature, name=plugin.config.signature)
-            model = await asyncio.to_thread(load_model, path, signature, plugin=plugin.spec.name)
-            batcher = Batcher(
-                model.call, plugin.config.batching, name=f"model-{plugin.spec.name}",
-                version=model.version,
+            try:
+                path = await self._model_path(plugin)
+                model = await asyncio.to_thread(load_model, path, self._signature(plugin),
+                                                plugin=plugin.spec.name)
+            except StreamserveError as exc:
+                if self.config.on_plugin_error == "fail":
+                    raise
+                plugin.load_error = str(exc)
+                log.error("plugin %r is NOT_SERVING: %s", plugin.spec.name, exc)
+                continue
+            await self._serve_model(plugin, model)
+        for plugin in self.plugins:
+            poll = plugin.config.model_poll_seconds
+            if plugin.config.model_path is not None and poll is not None:
+                self._spawn(self._poll(plugin, poll))
+
+    async def reload_models(self) -> None:
+        """Look for new model versions of every plugin now (SIGHUP does this)."""
+        for plugin in self.plugins:
+            await self.reload(plugin)
+
+    async def reload(self, plugin: ServedPlugin) -> bool:
+        """Serve the newest version under the plugin's ``model_path`` if it is not served yet.
+
+        The new version is loaded, checked and warmed in a worker thread while the old one goes on
+        serving; then the batcher switches between two batches, so no call sees an error. A version
+        that fails is logged and skipped (until its files change); the old one keeps serving.
+        """
+        base = plugin.config.model_path
+        if base is None:
+            return False
+        async with self._reload_locks[plugin.spec.name]:
+            try:
+                directory, version = resolve_version(base)
+            except ModelLoadError:
+                return False
+            if plugin.model is not None and plugin.model.path == directory:
+                return False
+            attempt = (directory, _newest_mtime(directory))
+            if attempt in self._rejected:
+                return False
+            try:
+                model = await asyncio.to_thread(load_model, directory, self._signature(plugin),
+                                                plugin=plugin.spec.name)
+            except StreamserveError as exc:
+                self._rejected.add(attempt)
+                serving = plugin.model.version if plugin.model else "none"
+                log.error("rejected version %s of plugin %r's model: %s; still serving version %s",
+                          version, plugin.spec.name, exc, serving)
+                return False
+            await self._serve_model(plugin, model)
+            return True
+
+    async def _poll(self, plugin: ServedPlugin, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            await self.reload(plugin)
+
+    async def _model_path(self, plugin: ServedPlugin) -> Path:
+        if plugin.config.model_path is not None:
+            return plugin.config.model_path
+        if plugin.spec.default_model is None:
+            raise ModelLoadError(
+                f"plugins.{plugin.spec.name}.model_path is not set and plugin "
+                f"{plugin.spec.name!r} has no default model"
             )
+        try:
+            return await asyncio.to_thread(plugin.spec.default_model)
+        except Exception as exc:
+            raise ModelLoadError(f"building the default model failed: {exc}") from exc
+
+    def _signature(self, plugin: ServedPlugin) -> Signature:
+        if plugin.config.signature:
+            return dataclasses.replace(plugin.spec.signature, name=plugin.config.signature)
+        return plugin.spec.signature
+
+    async def _serve_model(self, plugin: ServedPlugin, model: Model) -> None:
+        if plugin.batcher is None:
+            batcher = Batcher(model.call, plugin.config.batching, name=f"model-{plugin.spec.name}",
+                              version=model.version)
             batcher.start()
-            plugin.model, plugin.batcher = model, batcher
-            await self.health.set(plugin.service_name, SERVING)
-            log.info("%s is SERVING (model %s)", plugin.service_name, model.path)
+            plugin.batcher = batcher
+        else:
+            plugin.batcher.swap(model.call, model.version)
+        plugin.model, plugin.load_error = model, None
+        await self.health.set(plugin.service_name, SERVING)
+        log.info("%s is SERVING model version %s (%s)", plugin.service_name,
+                 model.version or "-", model.path)
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def stop(self, grace: float | None = None) -> None:
-        """Mark everything NOT_SERVING, let open calls finish for ``grace`` seconds, then close."""
+        """Drain: health NOT_SERVING and new calls refused at once; open calls get ``grace`` seconds
+        (default ``server.shutdown_grace_seconds``), then streams end with UNAVAILABLE after every
+        message they sent was answered. Then the models are unloaded."""
+        if grace is None:
+            grace = self.config.server.shutdown_grace_seconds
+        for task in list(self._tasks):
+            task.cancel()
         await self.health.enter_graceful_shutdown()
         if self._server is not None:
-            await self._server.stop(grace)
+            # grpc refuses new calls from now on; its own deadline is only a backstop for ours.
+            stopping = asyncio.get_running_loop().create_task(self._server.stop(grace + 5.0))
+            await self.calls.drain(grace)
+            await stopping
+        if self._health_server is not None:  # kept up through the drain: probes see NOT_SERVING
+            await self._health_server.stop(0)
         for plugin in self.plugins:
             if plugin.batcher is not None:
                 await plugin.batcher.close()
@@ -135,3 +260,21 @@ class Server:
     async def wait_for_termination(self) -> None:
         assert self._server is not None
         await self._server.wait_for_termination()
+
+
+def _newest_mtime(directory: Path) -> float:
+    """When the version's files last changed: a half-copied version is retried once it changes."""
+    return max((p.stat().st_mtime for p in directory.rglob("*")), default=0.0)
+
+
+def _connection_age_options(limits: ServerConfig) -> list[tuple[str, int]]:
+    """``server.max_connection_age_*`` as grpc core options: GOAWAY after the age (grpc adds ±10 %
+    jitter so clients do not reconnect in step), the connection closed after the grace."""
+    options = []
+    if limits.max_connection_age_seconds is not None:
+        options.append(("grpc.max_connection_age_ms", round(limits.max_connection_age_seconds * 1000)))
+    if limits.max_connection_age_grace_seconds is not None:
+        options.append(
+            ("grpc.max_connection_age_grace_ms", round(limits.max_connection_age_grace_seconds * 1000))
+        )
+    return options

@@ -1,159 +1,137 @@
-"""Per-stream state and the pre/postprocessing of ``DetectAnomalyStream``.
+"""The two RPC methods' pre/postprocessing over per-(stream, series) state.
 
-This is the per-message hot path (about 5 µs per point): plain Python floats, one preallocated
-buffer per stream, three small arrays per message, no TensorFlow and no logging.
+A stream's state is a :class:`StreamState`: one :class:`Series` per ``series_id`` seen on the stream,
+created on its first point and dropped with the stream. Each series keeps its preprocessing state
+(:class:`~streamserve_anomaly.normalise.Normaliser`) apart from its postprocessing state
+(:class:`~streamserve_anomaly.calibrate.Calibrator`), since the core may preprocess a stream's next
+message before the previous one is postprocessed.
 
-Preprocessing is causal. For point ``t`` the window holds the raw values ``t-W .. t-1`` and both the
-window and the current value are standardised with the running statistics of the points before
-``t``; only then is ``t`` folded into the window and the statistics. A young stream's window is
-padded with its first value (which standardises to 0).
-
-Preprocessing state (window, statistics) and postprocessing state (error scale) are kept apart and
-each side keeps its own point count, so the core may preprocess a stream's next message before the
-previous one is postprocessed.
+``DetectAnomalyStream`` (one point per message) is the per-message hot path: plain Python floats and
+one small array per point, a few microseconds. ``DetectAnomalyChunks`` turns a chunk of N points into
+N model rows with NumPy over the whole chunk. Both run the same recursions over the same state
+classes (see :mod:`~streamserve_anomaly.stats`), so the same data gives the same rows and the same
+scores through either method.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Protocol
 
 import numpy as np
-import numpy.typing as npt
 
-from streamserve import InvalidArgument, Rows
-from streamserve_anomaly._proto.anomaly_detection_pb2 import AnomalyScore
+from streamserve import InvalidArgument, Outputs, Rows
+from streamserve_anomaly._proto.anomaly_detection_pb2 import (
+    AnomalyScore,
+    DataChunk,
+    DataPoint,
+    ScoreChunk,
+)
+from streamserve_anomaly.calibrate import Calibrator
+from streamserve_anomaly.normalise import Normaliser
 from streamserve_anomaly.settings import AnomalySettings
-from streamserve_anomaly.signature import ERROR, HISTORY, VALUE, WINDOW
+from streamserve_anomaly.signature import ERROR, HISTORY, VALUE
 
-__all__ = ["CLIP", "DetectorState", "open_state", "postprocess", "preprocess", "standardise"]
-
-CLIP = 10.0
-"""Standardised values are clipped to [-CLIP, CLIP]: a huge outlier still gets a huge error, but
-the model is never fed values far outside what it was trained on."""
-
-_MIN_STD = 1e-6
-"""Floor of the standard deviation, relative to ``max(1, |mean|)``: a flat series has none."""
-
-_MIN_ERROR_SCALE = 1e-2
-"""Floor of the typical error (in standard deviations): a perfectly predicted series would otherwise
-make any rounding error an anomaly."""
-
-
-class _HasValue(Protocol):
-    value: float
-
-
-def _alpha(halflife: float) -> float:
-    """The per-point weight of an exponential average whose weights halve every ``halflife``."""
-    return 1.0 - 0.5 ** (1.0 / halflife)
+__all__ = [
+    "Series",
+    "StreamState",
+    "open_state",
+    "postprocess_chunk",
+    "postprocess_point",
+    "preprocess_chunk",
+    "preprocess_point",
+]
 
 
 @dataclass(slots=True)
-class DetectorState:
-    """Everything one stream remembers. Created by :func:`open_state`, dropped with the stream."""
+class Series:
+    """Everything one series of one stream remembers."""
 
-    norm_alpha: float
-    error_alpha: float
-    warmup_points: int
-    half_score_ratio: float
-    ring: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros(2 * WINDOW))
-    """The last ``WINDOW`` raw values, each written twice (at ``i`` and ``i + WINDOW``) so that the
-    window in time order is always the contiguous slice ``ring[pos:pos + WINDOW]``."""
-    pos: int = 0
-    seen: int = 0
-    """Points preprocessed so far."""
-    mean: float = 0.0
-    var: float = 0.0
-    scored: int = 0
-    """Points postprocessed so far (kept apart from ``seen``, see the module docstring)."""
-    errors: int = 0
-    error_scale: float = 0.0
-    """Running mean of recent (clipped) prediction errors, in standard deviations."""
+    normaliser: Normaliser
+    calibrator: Calibrator
 
 
-def open_state(settings: AnomalySettings | None) -> DetectorState:
-    """Start a stream with an empty window; called by the core on the stream's first message."""
-    settings = settings or AnomalySettings()
-    return DetectorState(
-        norm_alpha=_alpha(settings.normalisation_halflife),
-        error_alpha=_alpha(settings.error_halflife),
-        warmup_points=settings.warmup_points,
-        half_score_ratio=settings.half_score_ratio,
-    )
+@dataclass(slots=True)
+class StreamState:
+    """The state of one call: its series by id. Created by :func:`open_state`."""
+
+    settings: AnomalySettings
+    series: dict[str, Series] = field(default_factory=dict)
+
+    def get(self, series_id: str) -> Series:
+        """The series' state, created on its first point."""
+        found = self.series.get(series_id)
+        if found is not None:
+            return found
+        settings = self.settings
+        if len(self.series) >= settings.max_series_per_stream:
+            raise InvalidArgument(
+                "series_id",
+                f"{series_id!r} would be series number {len(self.series) + 1} of this stream; "
+                f"at most {settings.max_series_per_stream} are allowed (max_series_per_stream)",
+            )
+        created = Series(
+            Normaliser.create(settings.normalisation_halflife),
+            Calibrator.create(
+                error_halflife=settings.error_halflife,
+                averaging_halflife=settings.averaging_halflife,
+                warmup_points=settings.warmup_points,
+            ),
+        )
+        self.series[series_id] = created
+        return created
 
 
-def standardise(state: DetectorState, x: float) -> tuple[npt.NDArray[np.float32], float]:
-    """Standardise the window before ``x`` and ``x`` itself, then fold ``x`` into ``state``.
-
-    Returns the window as float32[1, WINDOW] (oldest first) and the standardised ``x``. Shared by
-    :func:`preprocess` and the trainer so the model learns from exactly what it is served.
-    """
-    if state.seen == 0:
-        state.ring.fill(x)
-        state.mean = x
-    mean = state.mean
-    inv_std = 1.0 / max(math.sqrt(state.var), _MIN_STD * max(1.0, abs(mean)))
-
-    pos = state.pos
-    # In float64 (exact differences even for a large level), cast once at the end. np.clip has a
-    # slow Python wrapper; np.minimum/np.maximum are plain ufuncs.
-    window = state.ring[pos : pos + WINDOW] - mean
-    window *= inv_std
-    np.minimum(window, CLIP, out=window)
-    np.maximum(window, -CLIP, out=window)
-    history = window.astype(np.float32)[np.newaxis]
-    z = min(CLIP, max(-CLIP, (x - mean) * inv_std))
-
-    state.ring[pos] = x
-    state.ring[pos + WINDOW] = x
-    state.pos = (pos + 1) % WINDOW
-    state.seen += 1
-    # Exponentially weighted mean and variance (West's update); 1/n while the stream is young makes
-    # the first points a plain average instead of a bias towards the first value.
-    alpha = max(state.norm_alpha, 1.0 / state.seen)
-    diff = x - mean
-    incr = alpha * diff
-    state.mean = mean + incr
-    state.var = (1.0 - alpha) * (state.var + diff * incr)
-    return history, z
+def open_state(settings: AnomalySettings | None) -> StreamState:
+    """Start a stream with no series; called by the core on the stream's first message."""
+    return StreamState(settings or AnomalySettings())
 
 
-def preprocess(point: _HasValue, state: DetectorState) -> Rows:
-    """One model row for one point: its standardised window and value."""
+def preprocess_point(point: DataPoint, state: StreamState) -> Rows:
+    """One model row for one point: the standardised window of its series, and its value."""
     x = point.value
     if not math.isfinite(x):
         raise InvalidArgument("value", f"must be a finite number, got {x}")
-    history, z = standardise(state, x)
+    history, z = state.get(point.series_id).normaliser.point(x)
     return {HISTORY: history, VALUE: np.array((z,), dtype=np.float32)}
 
 
-def score_error(error: float, scale: float, half_score_ratio: float) -> float:
-    """Squash an error into [0, 1]: 0.5 when it is ``half_score_ratio`` times the typical error."""
-    ratio = error / (max(scale, _MIN_ERROR_SCALE) * half_score_ratio)
-    q = ratio * ratio
-    q *= q
-    return q / (1.0 + q)
+def postprocess_point(outputs: Outputs, point: DataPoint, state: StreamState) -> AnomalyScore:
+    """The score of one point, from its model error and its series' history of errors."""
+    score = state.series[point.series_id].calibrator.point(float(outputs[ERROR][0]))
+    return AnomalyScore(
+        score=score,
+        timestamp=point.timestamp,
+        series_id=point.series_id,
+        is_anomaly=score >= state.settings.threshold,
+        model_version=outputs.model_version,
+    )
 
 
-def postprocess(outputs: Rows, point: Any, state: DetectorState) -> AnomalyScore:
-    """Turn the model's error for one point into its score, relative to the typical error."""
-    index = state.scored
-    state.scored = index + 1
-    error = float(outputs[ERROR][0])
-    if index < WINDOW:
-        # The window is still padded: the error says more about the padding than about the point.
-        return AnomalyScore(score=0.0, timestamp=point.timestamp)
+def preprocess_chunk(chunk: DataChunk, state: StreamState) -> Rows:
+    """N model rows for a chunk of N points of one series, computed over the whole chunk at once."""
+    values = np.asarray(chunk.values, dtype=np.float64)
+    if len(chunk.timestamps) != len(values):
+        raise InvalidArgument(
+            "timestamps",
+            f"has {len(chunk.timestamps)} entries but values has {len(values)}; "
+            "a chunk needs one timestamp per value",
+        )
+    if not np.isfinite(values).all():
+        bad = int(np.flatnonzero(~np.isfinite(values))[0])
+        raise InvalidArgument("values", f"entry {bad} must be a finite number, got {values[bad]}")
+    history, z = state.get(chunk.series_id).normaliser.chunk(values)
+    return {HISTORY: history, VALUE: z}
 
-    scale = state.error_scale
-    score = 0.0
-    if state.errors:
-        if index >= state.warmup_points:
-            score = score_error(error, scale, state.half_score_ratio)
-        # Clip what enters the typical error, so an anomaly does not hide the ones right after it.
-        error = min(error, state.half_score_ratio * max(scale, _MIN_ERROR_SCALE))
-    state.errors += 1
-    alpha = max(state.error_alpha, 1.0 / state.errors)
-    state.error_scale = scale + alpha * (error - scale)
-    return AnomalyScore(score=score, timestamp=point.timestamp)
+
+def postprocess_chunk(outputs: Outputs, chunk: DataChunk, state: StreamState) -> ScoreChunk:
+    """The scores of a chunk's points, in order."""
+    reply = ScoreChunk(series_id=chunk.series_id, model_version=outputs.model_version)
+    if not chunk.values:
+        return reply  # no rows: the core did not call the model, ``outputs`` is empty
+    errors = outputs[ERROR].astype(np.float64)
+    scores = state.series[chunk.series_id].calibrator.chunk(errors)
+    reply.scores.extend(scores.astype(np.float32).tolist())
+    reply.timestamps.extend(chunk.timestamps)
+    reply.is_anomaly.extend((scores >= state.settings.threshold).tolist())
+    return reply

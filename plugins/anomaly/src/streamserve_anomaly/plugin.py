@@ -57,8 +57,13 @@ SPEC = streamserve.PluginSpec(
     service=anomaly_detection_pb2.DESCRIPTOR.services_by_name["AnomalyDetectionService"],
     methods={
         "DetectAnomalyStream": streamserve.Method(
-            preprocess=detector.preprocess,
-            postprocess=detector.postprocess,
+            preprocess=detector.preprocess_point,
+            postprocess=detector.postprocess_point,
+            open_state=detector.open_state,
+        ),
+        "DetectAnomalyChunks": streamserve.Method(
+            preprocess=detector.preprocess_chunk,
+            postprocess=detector.postprocess_chunk,
             open_state=detector.open_state,
         ),
     },
@@ -67,7 +72,7 @@ SPEC = streamserve.PluginSpec(
     default_model=default_model_dir,
     extra={
         "window": WINDOW,
-        "description": "scores each point of a stream against the stream's recent window",
+        "description": "scores each point of a series against the series' recent window",
     },
 )
 """The one servable this plugin provides."""

@@ -10,17 +10,24 @@ __all__ = ["AnomalySettings"]
 
 
 class AnomalySettings(BaseModel):
-    """How each stream is normalised and how prediction errors become scores.
+    """How each series is normalised, how prediction errors become scores, and what is an anomaly.
 
-    Every setting applies per stream: streams never share statistics.
+    Every setting applies per series of a stream: series and streams never share statistics.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    warmup_points: int = Field(default=2 * WINDOW, ge=WINDOW + 1)
-    """The first this many points of a stream score 0.
+    threshold: float = Field(default=0.5, ge=0.0, le=1.0)
+    """A point is flagged (``is_anomaly``) when its score is at least this.
 
-    A young stream has no real window yet and no idea of its typical error, so any score would be
+    The score is a log-likelihood: 0.5 means errors as large as these happen by chance about once in
+    100,000 points of this series; 0.3 once in a thousand; 0.7 once in 10 million.
+    """
+
+    warmup_points: int = Field(default=2 * WINDOW, ge=WINDOW + 1)
+    """The first this many points of a series score 0.
+
+    A young series has no real window yet and no idea of its typical error, so any score would be
     noise. Must exceed the model window (32) so that the window has filled before scoring starts.
     """
 
@@ -28,21 +35,23 @@ class AnomalySettings(BaseModel):
     """Points after which an observation weighs half in the running mean and variance.
 
     Values are standardised by these statistics before the model sees them, so that one model fits
-    series of any level and scale and the detector follows slow drifts. Shorter adapts faster to
-    level shifts but forgets them (and scores them) sooner. The default model was trained with 256;
-    values far from it feed the model windows unlike those it learned from.
+    series of any level and scale and the detector follows slow drifts. The default model was trained
+    with 256; values far from it feed the model windows unlike those it learned from.
     """
 
-    error_halflife: float = Field(default=128.0, ge=1.0)
-    """Points after which a prediction error weighs half in the stream's typical error.
+    averaging_halflife: float = Field(default=4.0, ge=1.0)
+    """Points after which a prediction error weighs half in the short-term average that is scored.
 
-    Scores are relative to this typical error, so a noisy series needs a larger error to score high
-    than a smooth one.
+    1 scores each error nearly alone; longer lets a run of moderate errors add up to an anomaly.
     """
 
-    half_score_ratio: float = Field(default=5.0, gt=1.0)
-    """The ratio of a point's error to the typical error at which its score is 0.5.
+    error_halflife: float = Field(default=2048.0, ge=1.0)
+    """Points after which an averaged error weighs half in the series' long-term error statistics.
 
-    The score rises steeply around it: at half this ratio a point scores about 0.06, at twice it
-    about 0.94.
+    Scores say how unusual the recent errors are relative to these: longer remembers more of what is
+    normal for the series; shorter gets used to a new regime sooner.
     """
+
+    max_series_per_stream: int = Field(default=10_000, ge=1)
+    """How many distinct ``series_id`` one stream may carry; the next one ends the call with
+    INVALID_ARGUMENT. Bounds the memory one stream can hold (a few kB per series)."""

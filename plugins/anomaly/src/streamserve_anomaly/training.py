@@ -5,7 +5,7 @@ values it predicts the standardised next value. Served, its absolute error is la
 series does something its recent past did not announce; the postprocessor turns that into a score.
 
 Training data is either many short synthetic noisy periodic series or the given
-``timestamp,value`` CSVs, standardised by :func:`streamserve_anomaly.detector.standardise` (the
+``timestamp,value`` CSVs, standardised by :class:`streamserve_anomaly.normalise.Normaliser` (the
 very code that serves), so the model sees in training exactly what it is fed in serving.
 
 Reproducible: the weights are initialised and the batches drawn from
@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from streamserve_anomaly.detector import open_state, standardise
+from streamserve_anomaly.normalise import Normaliser
 from streamserve_anomaly.settings import AnomalySettings
 from streamserve_anomaly.signature import ERROR, HISTORY, PREDICTION, SIGNATURE, VALUE, WINDOW
 
@@ -103,15 +103,12 @@ def make_examples(
 ) -> tuple[FloatArray, FloatArray]:
     """(windows, next values) of every point with a full window, standardised as in serving."""
     histories: list[FloatArray] = []
-    values: list[float] = []
+    values: list[FloatArray] = []
     for values_of_series in series:
-        state = open_state(settings)
-        for index, x in enumerate(values_of_series.tolist()):
-            history, z = standardise(state, x)
-            if index >= WINDOW:
-                histories.append(history)
-                values.append(z)
-    return np.concatenate(histories), np.asarray(values, dtype=np.float32)
+        history, z = Normaliser.create(settings.normalisation_halflife).chunk(values_of_series)
+        histories.append(history[WINDOW:])
+        values.append(z[WINDOW:])
+    return np.concatenate(histories), np.concatenate(values)
 
 
 def _glorot(rng: np.random.Generator, fan_in: int, fan_out: int) -> FloatArray:

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x61nomaly_detection.proto\x12\x11\x61nomaly_detection\"-\n\tDataPoint\x12\r\n\x05value\x18\x01 \x01(\x02\x12\x11\n\ttimestamp\x18\x02 \x01(\x03\"0\n\x0c\x41nomalyScore\x12\r\n\x05score\x18\x01 \x01(\x02\x12\x11\n\ttimestamp\x18\x02 \x01(\x03\x32s\n\x17\x41nomalyDetectionService\x12X\n\x13\x44\x65tectAnomalyStream\x12\x1c.anomaly_detection.DataPoint\x1a\x1f.anomaly_detection.AnomalyScore(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x61nomaly_detection.proto\x12\x11\x61nomaly_detection\"@\n\tDataPoint\x12\r\n\x05value\x18\x01 \x01(\x02\x12\x11\n\ttimestamp\x18\x02 \x01(\x03\x12\x11\n\tseries_id\x18\x03 \x01(\t\"n\n\x0c\x41nomalyScore\x12\r\n\x05score\x18\x01 \x01(\x02\x12\x11\n\ttimestamp\x18\x02 \x01(\x03\x12\x11\n\tseries_id\x18\x03 \x01(\t\x12\x12\n\nis_anomaly\x18\x04 \x01(\x08\x12\x15\n\rmodel_version\x18\x05 \x01(\t\"B\n\tDataChunk\x12\x11\n\tseries_id\x18\x01 \x01(\t\x12\x0e\n\x06values\x18\x02 \x03(\x02\x12\x12\n\ntimestamps\x18\x03 \x03(\x03\"n\n\nScoreChunk\x12\x11\n\tseries_id\x18\x01 \x01(\t\x12\x0e\n\x06scores\x18\x02 \x03(\x02\x12\x12\n\ntimestamps\x18\x03 \x03(\x03\x12\x12\n\nis_anomaly\x18\x04 \x03(\x08\x12\x15\n\rmodel_version\x18\x05 \x01(\t2\xcb\x01\n\x17\x41nomalyDetectionService\x12X\n\x13\x44\x65tectAnomalyStream\x12\x1c.anomaly_detection.DataPoint\x1a\x1f.anomaly_detection.AnomalyScore(\x01\x30\x01\x12V\n\x13\x44\x65tectAnomalyChunks\x12\x1c.anomaly_detection.DataChunk\x1a\x1d.anomaly_detection.ScoreChunk(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,9 +32,13 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'anomaly_detection_pb2', _gl
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_DATAPOINT']._serialized_start=46
-  _globals['_DATAPOINT']._serialized_end=91
-  _globals['_ANOMALYSCORE']._serialized_start=93
-  _globals['_ANOMALYSCORE']._serialized_end=141
-  _globals['_ANOMALYDETECTIONSERVICE']._serialized_start=143
-  _globals['_ANOMALYDETECTIONSERVICE']._serialized_end=258
+  _globals['_DATAPOINT']._serialized_end=110
+  _globals['_ANOMALYSCORE']._serialized_start=112
+  _globals['_ANOMALYSCORE']._serialized_end=222
+  _globals['_DATACHUNK']._serialized_start=224
+  _globals['_DATACHUNK']._serialized_end=290
+  _globals['_SCORECHUNK']._serialized_start=292
+  _globals['_SCORECHUNK']._serialized_end=402
+  _globals['_ANOMALYDETECTIONSERVICE']._serialized_start=405
+  _globals['_ANOMALYDETECTIONSERVICE']._serialized_end=608
 # @@protoc_insertion_point(module_scope)

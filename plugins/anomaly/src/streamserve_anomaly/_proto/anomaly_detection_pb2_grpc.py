@@ -26,7 +26,7 @@ if _version_not_supported:
 
 
 class AnomalyDetectionServiceStub:
-    """Scores the points of time series for anomalies, one stream per series.
+    """Scores the points of time series for anomalies.
     """
 
     def __init__(self, channel):
@@ -40,14 +40,27 @@ class AnomalyDetectionServiceStub:
                 request_serializer=anomaly__detection__pb2.DataPoint.SerializeToString,
                 response_deserializer=anomaly__detection__pb2.AnomalyScore.FromString,
                 _registered_method=True)
+        self.DetectAnomalyChunks = channel.stream_stream(
+                '/anomaly_detection.AnomalyDetectionService/DetectAnomalyChunks',
+                request_serializer=anomaly__detection__pb2.DataChunk.SerializeToString,
+                response_deserializer=anomaly__detection__pb2.ScoreChunk.FromString,
+                _registered_method=True)
 
 
 class AnomalyDetectionServiceServicer:
-    """Scores the points of time series for anomalies, one stream per series.
+    """Scores the points of time series for anomalies.
     """
 
     def DetectAnomalyStream(self, request_iterator, context):
-        """Scores each point against the recent history of the same stream, one score per point, in order.
+        """Scores each point against the recent history of its series, one score per point, in order.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DetectAnomalyChunks(self, request_iterator, context):
+        """The same scoring, many points of one series per message: one ScoreChunk per DataChunk, in order.
+        A stream may interleave chunks of several series.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -61,6 +74,11 @@ def add_AnomalyDetectionServiceServicer_to_server(servicer, server):
                     request_deserializer=anomaly__detection__pb2.DataPoint.FromString,
                     response_serializer=anomaly__detection__pb2.AnomalyScore.SerializeToString,
             ),
+            'DetectAnomalyChunks': grpc.stream_stream_rpc_method_handler(
+                    servicer.DetectAnomalyChunks,
+                    request_deserializer=anomaly__detection__pb2.DataChunk.FromString,
+                    response_serializer=anomaly__detection__pb2.ScoreChunk.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'anomaly_detection.AnomalyDetectionService', rpc_method_handlers)
@@ -70,7 +88,7 @@ def add_AnomalyDetectionServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class AnomalyDetectionService:
-    """Scores the points of time series for anomalies, one stream per series.
+    """Scores the points of time series for anomalies.
     """
 
     @staticmethod
@@ -90,6 +108,33 @@ class AnomalyDetectionService:
             '/anomaly_detection.AnomalyDetectionService/DetectAnomalyStream',
             anomaly__detection__pb2.DataPoint.SerializeToString,
             anomaly__detection__pb2.AnomalyScore.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DetectAnomalyChunks(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/anomaly_detection.AnomalyDetectionService/DetectAnomalyChunks',
+            anomaly__detection__pb2.DataChunk.SerializeToString,
+            anomaly__detection__pb2.ScoreChunk.FromString,
             options,
             channel_credentials,
             insecure,

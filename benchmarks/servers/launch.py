@@ -1,0 +1,162 @@
+"""Starting, watching and stopping the servers under test, each its own process on 127.0.0.1.
+
+Separate processes keep the load generator and the server from sharing a GIL, and let the harness
+read each server's CPU and memory from ``/proc``. Every child is started with
+:func:`~benchmarks.procstat.die_with_parent`, and :func:`stop` escalates SIGTERM to SIGKILL, so no
+server outlives the harness, whether it ends normally, by an exception or by a signal.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from benchmarks.procstat import die_with_parent
+from benchmarks.servers import SERVICE
+
+__all__ = ["KINDS", "ServerProcess", "start_server", "stop_server", "train_model", "wait_ready"]
+
+REPO = Path(__file__).resolve().parents[2]
+KINDS = ("echo", "naive", "streamserve")
+"""The servers, in report order: ceiling, baseline, the system under test."""
+
+_LISTENING = re.compile(r"listening on (\S+:\d+)")
+
+
+@dataclass
+class ServerProcess:
+    """One running server: its process, where it listens, and its log file."""
+
+    kind: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    address: str = ""
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def _env() -> dict[str, str]:
+    path = os.environ.get("PYTHONPATH", "")
+    return {
+        **os.environ,
+        "PYTHONPATH": f"{REPO}{os.pathsep}{path}" if path else str(REPO),
+        # TensorFlow's C++ INFO lines (oneDNN, CPU features) are noise in these logs.
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+def _spawn(command: list[str], log_path: Path) -> subprocess.Popen[bytes]:
+    with log_path.open("wb") as log:
+        return subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            cwd=REPO, env=_env(), preexec_fn=die_with_parent,
+        )
+
+
+def train_model(out_dir: Path, *, steps: int, log_path: Path) -> subprocess.Popen[bytes]:
+    """Start training the anomaly model into ``out_dir`` (a version directory) with the plugin's
+    own trainer; returns the process (wait for it). In a child, so the harness never imports TF."""
+    code = (
+        "import sys; from pathlib import Path; from streamserve_anomaly.training import train; "
+        "train(Path(sys.argv[1]), seed=0, steps=int(sys.argv[2]))"
+    )
+    return _spawn([sys.executable, "-c", code, str(out_dir), str(steps)], log_path)
+
+
+def _streamserve_config(workdir: Path, model_base: Path) -> Path:
+    config = workdir / "streamserve.yaml"
+    config.write_text(
+        "# Written by the benchmark harness: the defaults, the benchmark's model.\n"
+        "log_level: INFO\n"
+        "server:\n"
+        "  address: 127.0.0.1:0\n"
+        "  shutdown_grace_seconds: 1\n"
+        "plugins:\n"
+        "  anomaly:\n"
+        f"    model_path: {model_base}\n"
+    )
+    return config
+
+
+def start_server(kind: str, workdir: Path, model_dir: Path) -> ServerProcess:
+    """Start server ``kind`` on an ephemeral loopback port; :func:`wait_ready` before using it.
+
+    :param model_dir: the model version directory (``<base>/1``); streamserve is given its base.
+    """
+    log_path = workdir / f"{kind}.log"
+    python = sys.executable
+    if kind == "echo":
+        command = [python, "-m", "benchmarks.servers.echo", "--address", "127.0.0.1:0"]
+    elif kind == "naive":
+        command = [python, "-m", "benchmarks.servers.naive", "--address", "127.0.0.1:0",
+                   "--model", str(model_dir)]
+    elif kind == "streamserve":
+        config = _streamserve_config(workdir, model_dir.parent)
+        command = [python, "-m", "streamserve", "serve", "--config", str(config),
+                   "--address", "127.0.0.1:0"]
+    else:
+        raise ValueError(f"unknown server {kind!r}; expected one of {', '.join(KINDS)}")
+    return ServerProcess(kind, _spawn(command, log_path), log_path)
+
+
+def wait_ready(server: ServerProcess, timeout: float) -> None:
+    """Wait for the server's ``listening on`` line, then (streamserve) for its service to be SERVING."""
+    deadline = time.monotonic() + timeout
+    while not server.address:
+        if server.process.poll() is not None:
+            raise RuntimeError(
+                f"{server.kind} server exited with {server.process.returncode}:\n{server.log_tail()}"
+            )
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{server.kind} server not listening after {timeout} s:\n"
+                               f"{server.log_tail()}")
+        if match := _LISTENING.search(server.log_path.read_text(errors="replace")):
+            server.address = match.group(1)
+        else:
+            time.sleep(0.1)
+    if server.kind != "streamserve":
+        return
+    with grpc.insecure_channel(server.address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while True:
+            try:
+                reply = stub.Check(health_pb2.HealthCheckRequest(service=SERVICE), timeout=2)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                pass
+            if server.process.poll() is not None or time.monotonic() > deadline:
+                raise TimeoutError(f"streamserve not SERVING after {timeout} s:\n{server.log_tail()}")
+            time.sleep(0.1)
+
+
+def stop_server(server: ServerProcess, timeout: float = 10.0) -> int | None:
+    """SIGTERM, then SIGKILL after ``timeout`` seconds; returns the exit code."""
+    process = server.process
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+    return process.returncode

@@ -1,0 +1,109 @@
+"""Every open call of the server: admission (limits, shutdown), idle timeouts, ending streams.
+
+Bookkeeping costs O(1) per message: a stream notes the time it last heard from its client, and one
+watchdog task per server scans the open streams a few times per idle timeout, rather than each
+message arming a timer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from streamserve.errors import DeadlineExceeded, ResourceExhausted, StreamserveError, Unavailable
+
+__all__ = ["READ_AHEAD", "Calls", "Stream"]
+
+log = logging.getLogger(__name__)
+
+READ_AHEAD = 64
+"""Messages of one stream that may be read but not yet answered. When that many are waiting, the
+stream stops reading and HTTP/2 flow control slows its client down."""
+
+SHUTTING_DOWN = (
+    "the server is shutting down: every message it received on this call was answered; "
+    "reconnect (to another replica) and resume"
+)
+
+
+class Stream:
+    """One bidirectional call: plugin state, the ordered queue between reader and writer."""
+
+    __slots__ = ("ended_by", "last_heard", "opened", "reader", "results", "room", "state", "waiting")
+
+    def __init__(self) -> None:
+        self.opened = False
+        self.state: Any = None
+        self.results: asyncio.Queue[Any] = asyncio.Queue()
+        self.room = asyncio.Semaphore(READ_AHEAD)
+        self.reader: asyncio.Task[None] | None = None
+        self.waiting = False
+        """True while the reader waits for the client's next message (the only place it may be
+        cancelled without losing a message it already took)."""
+        self.last_heard = asyncio.get_running_loop().time()
+        self.ended_by: StreamserveError | None = None
+
+    def end(self, reason: StreamserveError) -> None:
+        """Stop reading: messages already read are answered, then the call ends with ``reason``."""
+        if self.ended_by is None:
+            self.ended_by = reason
+            if self.waiting and self.reader is not None:
+                self.reader.cancel()
+
+
+class Calls:
+    """Admission and lifecycle of all calls, shared by every plugin service of one server."""
+
+    def __init__(self, limit: int, idle_timeout: float | None) -> None:
+        self.limit = limit
+        self.idle_timeout = idle_timeout
+        self.open = 0
+        """Calls open now (unary and streaming)."""
+        self.streams: set[Stream] = set()
+        self.shutting_down = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def admit(self) -> None:
+        """Count a new call in, or refuse it with the reason."""
+        if self.shutting_down:
+            raise Unavailable("the server is shutting down; reconnect (to another replica)")
+        if self.open >= self.limit:
+            raise ResourceExhausted(
+                f"too many concurrent calls: the limit is {self.limit} "
+                "(server.max_concurrent_streams); retry later or on another replica"
+            )
+        self.open += 1
+        self._idle.clear()
+
+    def release(self) -> None:
+        self.open -= 1
+        if self.open == 0:
+            self._idle.set()
+
+    async def drain(self, grace: float) -> None:
+        """Refuse new calls; give open ones ``grace`` seconds, then end the streams still open."""
+        self.shutting_down = True
+        try:
+            await asyncio.wait_for(self._idle.wait(), grace)
+        except TimeoutError:
+            log.info("drain: grace over, ending %d open stream(s) with UNAVAILABLE", len(self.streams))
+        for stream in list(self.streams):
+            stream.end(Unavailable(SHUTTING_DOWN))
+
+    async def watch_idle(self) -> None:
+        """End streams whose client sent nothing for ``idle_timeout`` seconds. Runs until cancelled."""
+        if self.idle_timeout is None:
+            return
+        timeout = self.idle_timeout
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(min(timeout / 4, 5.0))
+            cutoff = loop.time() - timeout
+            for stream in list(self.streams):
+                if stream.waiting and stream.last_heard < cutoff:
+                    stream.end(DeadlineExceeded(
+                        f"no message for {timeout:g} s (server.stream_idle_timeout_seconds); "
+                        "every message received was answered"
+                    ))
