@@ -39,3 +39,9 @@ protos-check: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache
+
+# NAB: start a server with $(CONFIG) for the run, stream ../shared/data/nab through it, print NAB scores.
+NAB_DATA ?= ../shared/data/nab
+.PHONY: nab
+nab: $(STAMP)
+	$(BIN)/streamserve-anomaly evaluate --data $(NAB_DATA) --serve $(CONFIG)

@@ -9,13 +9,15 @@ GIL-bound Python thread can use; this machine's 2 cores are shared by server and
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from benchmarks.clients import ClientPool, split
 from benchmarks.loadgen import Job
-from benchmarks.procstat import cpu_seconds, memory, reset_peak_rss
+from benchmarks.procstat import cpu_seconds, machine_cpu, memory, reset_peak_rss
+from benchmarks.profile import Profiler
 from benchmarks.scenarios import Scenario, Timing
 from benchmarks.servers.launch import ServerProcess
 
@@ -37,9 +39,13 @@ def _cpu(pids: list[int]) -> list[float]:
 
 
 def run_timed(
-    pool: ClientPool, server: ServerProcess, scenario: Scenario, timing: Timing
+    pool: ClientPool, server: ServerProcess, scenario: Scenario, timing: Timing,
+    profile: Path | None = None,
 ) -> dict[str, Any]:
-    """Load ``server`` for warm-up + duration seconds; messages, latency, CPU and peak RSS."""
+    """Load ``server`` for warm-up + duration seconds; messages, latency, CPU and peak RSS.
+
+    :param profile: record the server with py-spy during the measured window into this file.
+    """
     workers = pool.take(scenario.clients, scenario.streams)
     shares = split(list(range(scenario.streams)), len(workers))
     for worker, share in zip(workers, shares, strict=True):
@@ -55,10 +61,14 @@ def run_timed(
         worker.send("go", t0, t1, t2)
     _sleep_until(t1)
     wall1, server1, clients1 = time.monotonic(), cpu_seconds(server.pid), _cpu(client_pids)
+    machine1 = machine_cpu()
+    profiler = Profiler(server.pid, timing.duration, profile) if profile else None
     _sleep_until(t2)
     wall2, server2, clients2 = time.monotonic(), cpu_seconds(server.pid), _cpu(client_pids)
+    machine = machine_cpu() - machine1
     results = [w.expect("result", _ANSWER_TIMEOUT)[1] for w in workers]
     mem = memory(server.pid)
+    profiled = {"profile": str(profile), "profile_summary": profiler.finish()} if profiler else {}
 
     wall = wall2 - wall1
     per_client = [(b - a) / wall for a, b in zip(clients1, clients2, strict=True)]
@@ -78,10 +88,13 @@ def run_timed(
         "client_cpu": sum(per_client),
         "client_cpu_max": max(per_client),
         "client_processes": len(workers),
+        "machine_busy": machine.busy / wall,
+        "machine_steal": machine.steal / wall,
         "peak_rss_mb": mem.peak / MiB,
         "peak_rss_scope": "scenario" if peak_reset else "process lifetime",
         "rss_mb": mem.rss / MiB,
         **_counts(results),
+        **profiled,
     }
 
 

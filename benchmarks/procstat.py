@@ -16,7 +16,9 @@ from importlib import metadata
 
 __all__ = [
     "Memory",
+    "MachineCpu",
     "cpu_seconds",
+    "machine_cpu",
     "die_with_parent",
     "machine_info",
     "memory",
@@ -36,6 +38,28 @@ def cpu_seconds(pid: int) -> float:
     fields = stat[stat.rindex(")") + 2 :].split()
     utime, stime = int(fields[11]), int(fields[12])
     return (utime + stime) / _TICKS
+
+
+@dataclass(frozen=True, slots=True)
+class MachineCpu:
+    """CPU seconds of the whole machine so far (all cores), from the first line of /proc/stat."""
+
+    busy: float
+    """Everything but idle and I/O wait: user, system, interrupts, soft interrupts (loopback TCP)."""
+    steal: float
+    """Time the hypervisor gave our virtual CPUs to someone else: the noise of a shared machine."""
+
+    def __sub__(self, other: MachineCpu) -> MachineCpu:
+        return MachineCpu(self.busy - other.busy, self.steal - other.steal)
+
+
+def machine_cpu() -> MachineCpu:
+    """Busy and stolen CPU seconds of the machine, to tell "the machine is full" from "waiting"."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
+    busy = user + nice + system + irq + softirq
+    return MachineCpu(busy / _TICKS, steal / _TICKS)
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ __all__ = ["markdown", "ratios", "summarise", "targets"]
 
 TIMED_METRICS = (
     "messages_per_s", "points_per_s", "p50_ms", "p99_ms", "p999_ms",
-    "server_cpu", "client_cpu", "client_cpu_max", "peak_rss_mb",
+    "server_cpu", "client_cpu", "client_cpu_max", "peak_rss_mb", "machine_busy", "machine_steal",
 )
 IDLE_METRICS = ("idle_rss_mb", "open_mb", "closed_mb", "growth_mb", "peak_rss_mb")
 
@@ -137,25 +137,26 @@ def markdown(report: dict[str, Any]) -> str:
         "Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()) + ".",
         "",
         "| scenario | server | msg/s | points/s | p50 ms | p99 ms | p99.9 ms | server CPU | "
-        "peak RSS MB | client CPU (max/proc) | msg/s range | sent = received |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "peak RSS MB | client CPU (max/proc) | machine busy (steal) | msg/s range | sent = received |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for scenario, servers in summary.items():
         for server, s in servers.items():
             if "idle_rss_mb" in s:
                 continue
             if s.get("skipped"):
-                lines.append(f"| {scenario} | {server} | skipped: {s['skipped']} |" + " |" * 9)
+                lines.append(f"| {scenario} | {server} | skipped: {s['skipped']} |" + " |" * 10)
                 continue
             if "messages_per_s" not in s:
                 lines.append(f"| {scenario} | {server} | failed: {'; '.join(s['errors'])[:200]} |"
-                             + " |" * 9)
+                             + " |" * 10)
                 continue
             lines.append(
                 f"| {scenario} | {server} | {_fmt(s['messages_per_s'])} | {_fmt(s['points_per_s'])} "
                 f"| {_ms(s['p50_ms'])} | {_ms(s['p99_ms'])} | {_ms(s['p999_ms'])} "
                 f"| {_fmt(s['server_cpu'], 2)} | {_fmt(s['peak_rss_mb'])} "
                 f"| {_fmt(s['client_cpu'], 2)} ({_fmt(s['client_cpu_max'], 2)}) "
+                f"| {_fmt(s['machine_busy'], 2)} ({_fmt(s['machine_steal'], 2)}) "
                 f"| {_fmt(s['messages_per_s_min'])}–{_fmt(s['messages_per_s_max'])} "
                 f"| {'yes' if s['ok'] else 'NO'} ({s['received']:,}) |"
             )
@@ -201,8 +202,9 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         "CPU in cores (CPU seconds per wall second, all threads); the machine has "
         f"{machine['cores']}, shared by the server and the client processes. Latency is per "
-        "message, client-measured from send to answer. Peak RSS is per scenario (VmHWM reset "
-        "before each). msg/s range: lowest and highest of the repeats.",
+        "message, client-measured from send to answer. Machine busy: cores busy on the whole machine "
+        "(all processes, interrupts; steal: taken by the hypervisor). Peak RSS is per scenario "
+        "(VmHWM reset before each). msg/s range: lowest and highest of the repeats.",
         "",
     ]
     return "\n".join(lines)

@@ -11,13 +11,11 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
-from tests.support.process import ServerProcess, serve_subprocess
+from tests.support.process import ServerProcess
 
 pytestmark = pytest.mark.e2e
 
@@ -27,41 +25,9 @@ SCALER = "streamserve_test.Scaler"
 GRPCURL = str(Path(sys.executable).parent / "grpcurl")
 
 
-def install_scaler_dist(site: Path, scaler_plugin: ModuleType) -> None:
-    """Make the scaler plugin an installed distribution in ``site`` (a PYTHONPATH entry)."""
-    pb2_dir = Path(scaler_plugin.scaler_pb2.__file__).parent
-    (site / "scaler_pb2.py").write_bytes((pb2_dir / "scaler_pb2.py").read_bytes())
-    (site / "scaler_e2e_plugin.py").write_text(
-        (SUPPORT / "scaler_plugin.py").read_text(encoding="utf-8"), encoding="utf-8"
-    )
-    dist = site / "streamserve_scaler-0.3.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: streamserve-scaler\nVersion: 0.3\n")
-    (dist / "entry_points.txt").write_text("[streamserve.plugins]\nscaler = scaler_e2e_plugin\n")
-
-
 @pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory, scaler_plugin: ModuleType) -> dict[str, str]:
-    """A subprocess environment where the scaler plugin is installed next to the anomaly plugin."""
-    site = tmp_path_factory.mktemp("site")
-    install_scaler_dist(site, scaler_plugin)
-    root = Path(__file__).parent.parent
-    return {"PYTHONPATH": f"{site}:{root}", "STREAMSERVE_HOME": str(tmp_path_factory.mktemp("home"))}
-
-
-@pytest.fixture(scope="module")
-def server(
-    tmp_path_factory: pytest.TempPathFactory, env: dict[str, str], scaler_model: Path,
-    anomaly_model: Path,
-) -> Iterator[ServerProcess]:
-    config = tmp_path_factory.mktemp("config") / "server.yaml"
-    config.write_text(
-        f"plugins:\n"
-        f"  anomaly:\n    model_path: {anomaly_model}\n"
-        f"  scaler:\n    model_path: {scaler_model}\n"
-    )
-    with serve_subprocess(config, env=env, services=["", ANOMALY, SCALER]) as running:
-        yield running
+def server(server_process: ServerProcess) -> ServerProcess:
+    return server_process
 
 
 def grpcurl(*args: str, stdin: str | None = None) -> str:
@@ -142,10 +108,10 @@ def test_client_generated_from_the_seed_contract(server: ServerProcess, tmp_path
     assert all(0.0 <= r["score"] <= 1.0 for r in replies)
 
 
-def test_plugins_command_lists_both_plugins(env: dict[str, str]) -> None:
+def test_plugins_command_lists_both_plugins(subprocess_env: dict[str, str]) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "streamserve", "plugins", "--json"],
-        capture_output=True, text=True, timeout=120, env={**os.environ, **env},
+        capture_output=True, text=True, timeout=120, env={**os.environ, **subprocess_env},
     )
     assert result.returncode == 0, result.stderr
     plugins = {row["name"]: row for row in json.loads(result.stdout)}

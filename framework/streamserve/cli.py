@@ -92,7 +92,13 @@ def _serve(args: argparse.Namespace) -> int:
         stream=sys.stderr,
     )
     discovered = discover()
-    return asyncio.run(_run_server(config, discovered, str(args.config)))
+    code = asyncio.run(_run_server(config, discovered, str(args.config)))
+    # Everything is answered and closed. Skip the interpreter's teardown: unloading TensorFlow's
+    # modules and threads takes seconds, which orchestrators count against the shutdown grace.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 async def _run_server(

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from streamserve import Outputs
 from streamserve_anomaly import detector
 from streamserve_anomaly._proto.anomaly_detection_pb2 import AnomalyScore, DataPoint
 from streamserve_anomaly.settings import AnomalySettings
@@ -31,9 +32,9 @@ def call_model(loaded: Any, rows: Sequence[Arrays]) -> dict[str, npt.NDArray[Any
     return {name: tensor.numpy() for name, tensor in outputs.items()}
 
 
-def row(outputs: Arrays, index: int) -> dict[str, npt.NDArray[Any]]:
+def row(outputs: Arrays, index: int, version: str = "1") -> Outputs:
     """The outputs of one row, split off a batch as the core does."""
-    return {name: array[index : index + 1] for name, array in outputs.items()}
+    return Outputs({name: array[index : index + 1] for name, array in outputs.items()}, version)
 
 
 def points(values: Sequence[float]) -> list[DataPoint]:
@@ -46,9 +47,9 @@ def score_stream(
     """One stream: preprocess every point, one batched model call, postprocess in order."""
     state = detector.open_state(settings or AnomalySettings())
     stream = points(values)
-    rows = [detector.preprocess(point, state) for point in stream]
+    rows = [detector.preprocess_point(point, state) for point in stream]
     outputs = call_model(loaded, rows)
-    return [detector.postprocess(row(outputs, i), point, state) for i, point in enumerate(stream)]
+    return [detector.postprocess_point(row(outputs, i), point, state) for i, point in enumerate(stream)]
 
 
 def noisy_sine(

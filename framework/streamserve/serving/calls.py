@@ -8,6 +8,7 @@ message arming a timer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -83,14 +84,21 @@ class Calls:
             self._idle.set()
 
     async def drain(self, grace: float) -> None:
-        """Refuse new calls; give open ones ``grace`` seconds, then end the streams still open."""
+        """Refuse new calls; give open ones ``grace`` seconds, then end the streams still open.
+
+        Returns once every call is over, or shortly after the grace if some call (a unary one stuck
+        in a model, say) is not: the caller then cancels what is left."""
         self.shutting_down = True
         try:
             await asyncio.wait_for(self._idle.wait(), grace)
+            return
         except TimeoutError:
             log.info("drain: grace over, ending %d open stream(s) with UNAVAILABLE", len(self.streams))
         for stream in list(self.streams):
             stream.end(Unavailable(SHUTTING_DOWN))
+        with contextlib.suppress(TimeoutError):
+            # Ended streams answer what they have read, then close: normally milliseconds.
+            await asyncio.wait_for(self._idle.wait(), 0.5)
 
     async def watch_idle(self) -> None:
         """End streams whose client sent nothing for ``idle_timeout`` seconds. Runs until cancelled."""

@@ -249,9 +249,9 @@ class Server:
             # grpc refuses new calls from now on; its own deadline is only a backstop for ours.
             stopping = asyncio.get_running_loop().create_task(self._server.stop(grace + 5.0))
             await self.calls.drain(grace)
+            # What is left is not ours to answer (health watches, reflection): cancel it.
+            await self._server.stop(0)
             await stopping
-        if self._health_server is not None:  # kept up through the drain: probes see NOT_SERVING
-            await self._health_server.stop(0)
         for plugin in self.plugins:
             if plugin.batcher is not None:
                 await plugin.batcher.close()

@@ -8,9 +8,14 @@ errors:
    moderate errors counts, and one lucky prediction does not reset it.
 2. The long-term mean and variance of ``avg`` (``error_halflife``), of the points *before* this one.
 3. ``z = (avg - mean) / std``; the likelihood that ``avg`` is normal is the upper tail
-   ``q = Q(z)`` of the normal distribution, and the score is ``log(q + 1e-10) / log(1e-10)``: 0 for
-   an ordinary error, 0.5 at ``q = 1e-5`` (z about 4.3), 1 at ``q <= 1e-10``. The log scale spreads
-   the scores of rare events (which all have a likelihood near 1) over the upper half of [0, 1].
+   ``q = Q(z)`` of the normal distribution, and the score is ``log(q + 1e-30) / log(1e-30)``: 0 for
+   an ordinary error, 0.2 at ``q = 1e-6`` (z about 4.8), 0.5 at ``q = 1e-15`` (z about 8), 1 at
+   ``q <= 1e-30``. The log scale spreads the scores of rare events (which all have a likelihood near
+   1) over [0, 1], so a threshold can tell them apart.
+4. A value outside the range of every earlier value of the series, by more than ``range_tolerance``
+   of that range, scores 1 whatever its error (Numenta's "spatial anomaly"): a series at a level it
+   never reached is news even when the model predicts the next step of the excursion well. This
+   rule waits for ``range_warmup_points``, so that the series has shown its range.
 
 The first ``WINDOW`` points of a series have a padded window, so their errors are ignored; points
 before ``warmup_points`` score 0 (there is no history of errors to judge them by yet).
@@ -24,15 +29,16 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from scipy.special import erfc
-from scipy.signal import lfilter
+from scipy.signal import lfilter  # type: ignore[import-untyped]  # scipy ships no stubs
+from scipy.special import erfc  # type: ignore[import-untyped]
 
 from streamserve_anomaly.signature import WINDOW
 from streamserve_anomaly.stats import EwStats, alpha_of
 
 __all__ = ["Calibrator", "score_of_z"]
 
-_LOG_FLOOR = math.log(1e-10)
+LIKELIHOOD_FLOOR = 1e-30
+"""The likelihood that scores 1: anything this unlikely is as anomalous as it gets."""
 _SQRT2 = math.sqrt(2.0)
 
 MIN_ERROR_STD = 1e-3
@@ -47,12 +53,12 @@ than this."""
 def score_of_z(z: float) -> float:
     """The score of one standardised averaged error (plain floats: the point path)."""
     q = 0.5 * math.erfc(z / _SQRT2)
-    return min(1.0, max(0.0, math.log(q + 1e-10) / _LOG_FLOOR))
+    return min(1.0, max(0.0, math.log(q + LIKELIHOOD_FLOOR) / math.log(LIKELIHOOD_FLOOR)))
 
 
 def _scores_of_z(z: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     q = 0.5 * erfc(z / _SQRT2)
-    score = np.log(q + 1e-10) / _LOG_FLOOR
+    score = np.log(q + LIKELIHOOD_FLOOR) / math.log(LIKELIHOOD_FLOOR)
     np.minimum(score, 1.0, out=score)
     np.maximum(score, 0.0, out=score)
     return score
@@ -67,20 +73,46 @@ class Calibrator:
     avg_alpha: float
     avg_beta: float
     warmup_points: int
+    range_tolerance: float
+    range_warmup_points: int
     scored: int = 0
     """Points postprocessed so far (kept apart from the preprocessing count: the core may
     preprocess a stream's next message before this one is postprocessed)."""
     avg: float = 0.0
+    low: float = math.inf
+    high: float = -math.inf
+    """The range of the series' values so far."""
 
     @classmethod
-    def create(cls, *, error_halflife: float, averaging_halflife: float, warmup_points: int) -> Calibrator:
+    def create(
+        cls,
+        *,
+        error_halflife: float,
+        averaging_halflife: float,
+        warmup_points: int,
+        range_tolerance: float,
+        range_warmup_points: int,
+    ) -> Calibrator:
         alpha = alpha_of(averaging_halflife)
-        return cls(EwStats.create(error_halflife), alpha, 1.0 - alpha, warmup_points)
+        return cls(
+            EwStats.create(error_halflife),
+            alpha,
+            1.0 - alpha,
+            warmup_points,
+            range_tolerance,
+            range_warmup_points,
+        )
 
-    def point(self, error: float) -> float:
-        """The score of the next point of the series, whose model error is ``error``."""
+    def point(self, error: float, value: float) -> float:
+        """The score of the next point of the series: its ``value`` and its model ``error``."""
         index = self.scored
         self.scored = index + 1
+        low, high = self.low, self.high
+        self.low, self.high = min(low, value), max(high, value)
+        outside = False
+        if high > low and index >= self.range_warmup_points:
+            margin = self.range_tolerance * (high - low)
+            outside = value > high + margin or value < low - margin
         if index < WINDOW:
             return 0.0  # the window is still padded: the error says more about the padding
         if index == WINDOW:
@@ -92,14 +124,26 @@ class Calibrator:
         if index >= self.warmup_points:
             mean = stats.mean
             std = max(math.sqrt(stats.var), REL_ERROR_STD * mean, MIN_ERROR_STD)
-            score = score_of_z((avg - mean) / std)
+            score = 1.0 if outside else score_of_z((avg - mean) / std)
         stats.fold(avg)
         return score
 
-    def chunk(self, errors: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-        """:meth:`point` for every error of a chunk, in order."""
+    def chunk(
+        self, errors: npt.NDArray[np.float64], values: npt.NDArray[np.float64]
+    ) -> npt.NDArray[np.float64]:
+        """:meth:`point` for every (error, value) of a chunk, in order."""
         n = len(errors)
         scores = np.zeros(n)
+        if n == 0:
+            return scores
+        highs = np.maximum.accumulate(np.concatenate(([self.high], values)))
+        lows = np.minimum.accumulate(np.concatenate(([self.low], values)))
+        self.high, self.low = float(highs[-1]), float(lows[-1])
+        highs, lows = highs[:-1], lows[:-1]  # the range before each point
+        with np.errstate(invalid="ignore"):  # inf - inf before the first point: not outside
+            margin = self.range_tolerance * (highs - lows)
+            outside = (highs > lows) & ((values > highs + margin) | (values < lows - margin))
+        outside[: max(0, self.range_warmup_points - self.scored)] = False
         skip = min(n, max(0, WINDOW - self.scored))
         first = self.scored + skip  # the series index of errors[skip]
         self.scored += n
@@ -117,4 +161,5 @@ class Calibrator:
             m = means[start:]
             std = np.maximum(np.maximum(np.sqrt(variances[start:]), REL_ERROR_STD * m), MIN_ERROR_STD)
             scores[skip + start :] = _scores_of_z((avgs[start:] - m) / std)
+            scores[skip + start :][outside[skip + start :]] = 1.0
         return scores

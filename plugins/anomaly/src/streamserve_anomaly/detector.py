@@ -76,6 +76,8 @@ class StreamState:
                 error_halflife=settings.error_halflife,
                 averaging_halflife=settings.averaging_halflife,
                 warmup_points=settings.warmup_points,
+                range_tolerance=settings.range_tolerance,
+                range_warmup_points=settings.range_warmup_points,
             ),
         )
         self.series[series_id] = created
@@ -98,7 +100,7 @@ def preprocess_point(point: DataPoint, state: StreamState) -> Rows:
 
 def postprocess_point(outputs: Outputs, point: DataPoint, state: StreamState) -> AnomalyScore:
     """The score of one point, from its model error and its series' history of errors."""
-    score = state.series[point.series_id].calibrator.point(float(outputs[ERROR][0]))
+    score = state.series[point.series_id].calibrator.point(float(outputs[ERROR][0]), point.value)
     return AnomalyScore(
         score=score,
         timestamp=point.timestamp,
@@ -130,7 +132,8 @@ def postprocess_chunk(outputs: Outputs, chunk: DataChunk, state: StreamState) ->
     if not chunk.values:
         return reply  # no rows: the core did not call the model, ``outputs`` is empty
     errors = outputs[ERROR].astype(np.float64)
-    scores = state.series[chunk.series_id].calibrator.chunk(errors)
+    values = np.asarray(chunk.values, dtype=np.float64)
+    scores = state.series[chunk.series_id].calibrator.chunk(errors, values)
     reply.scores.extend(scores.astype(np.float32).tolist())
     reply.timestamps.extend(chunk.timestamps)
     reply.is_anomaly.extend((scores >= state.settings.threshold).tolist())

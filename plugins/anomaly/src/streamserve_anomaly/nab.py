@@ -97,11 +97,12 @@ def load_corpus(folder: Path) -> list[LabelledSeries]:
         series = read_series(folder / name)
         windows = []
         for start, end in labels[name]:
-            first = int(np.searchsorted(series.timestamps, parse_timestamp(start), side="left"))
-            last = int(np.searchsorted(series.timestamps, parse_timestamp(end), side="right")) - 1
-            if last < first:
+            inside = np.flatnonzero(
+                (series.timestamps >= parse_timestamp(start)) & (series.timestamps <= parse_timestamp(end))
+            )
+            if not len(inside):
                 raise ValueError(f"{name}: window [{start}, {end}] holds no point")
-            windows.append((first, last))
+            windows.append((int(inside[0]), int(inside[-1])))
         corpus.append(LabelledSeries(name, series.timestamps, series.values, tuple(windows)))
     return corpus
 

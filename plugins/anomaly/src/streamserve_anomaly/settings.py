@@ -17,11 +17,13 @@ class AnomalySettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    threshold: float = Field(default=0.5, ge=0.0, le=1.0)
+    threshold: float = Field(default=0.43, ge=0.0, le=1.0)
     """A point is flagged (``is_anomaly``) when its score is at least this.
 
-    The score is a log-likelihood: 0.5 means errors as large as these happen by chance about once in
-    100,000 points of this series; 0.3 once in a thousand; 0.7 once in 10 million.
+    The score is a log-likelihood: a score ``s`` means errors as large as these would happen by
+    chance with probability ``1e-30 ** s`` (0.2: one in a million; 0.43: one in 10**13). The default
+    is the threshold NAB's optimiser picks for the default model on the NAB data of the repository
+    (see docs/anomaly.md).
     """
 
     warmup_points: int = Field(default=2 * WINDOW, ge=WINDOW + 1)
@@ -45,12 +47,21 @@ class AnomalySettings(BaseModel):
     1 scores each error nearly alone; longer lets a run of moderate errors add up to an anomaly.
     """
 
-    error_halflife: float = Field(default=2048.0, ge=1.0)
+    error_halflife: float = Field(default=8192.0, ge=1.0)
     """Points after which an averaged error weighs half in the series' long-term error statistics.
 
     Scores say how unusual the recent errors are relative to these: longer remembers more of what is
     normal for the series; shorter gets used to a new regime sooner.
     """
+
+    range_tolerance: float = Field(default=0.02, ge=0.0)
+    """A value beyond the range of all earlier values of its series by more than this fraction of
+    that range scores 1 (once past the warm-up), whatever the model predicted."""
+
+    range_warmup_points: int = Field(default=750, ge=0)
+    """The range rule (``range_tolerance``) applies from this point of a series on: before, the
+    series has not shown its range yet (750 is 2.6 days of 5-minute data, and NAB's longest
+    probationary period)."""
 
     max_series_per_stream: int = Field(default=10_000, ge=1)
     """How many distinct ``series_id`` one stream may carry; the next one ends the call with

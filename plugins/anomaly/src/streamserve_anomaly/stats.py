@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from scipy.signal import lfilter
+from scipy.signal import lfilter  # type: ignore[import-untyped]  # scipy ships no stubs
 
 __all__ = ["EwStats", "alpha_of"]
 
@@ -83,7 +83,7 @@ class EwStats:
         i = 0
         if self.count < self.young:
             young = xs[: self.young - self.count].tolist()
-            for i, x in enumerate(young):  # noqa: B007  # i is used after the loop
+            for i, x in enumerate(young):
                 means[i] = self.mean
                 variances[i] = self.var
                 self.fold(x)
