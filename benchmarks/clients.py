@@ -7,6 +7,7 @@ replaced, never reused.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -78,10 +79,8 @@ class ClientPool:
     def close(self) -> None:
         """Ask every process to stop, then terminate and kill what is left."""
         for worker in self.workers:
-            try:
+            with contextlib.suppress(OSError, ValueError):
                 worker.send("stop")
-            except (OSError, ValueError):
-                pass
         for worker in self.workers:
             worker.process.join(5)
             if worker.process.is_alive():

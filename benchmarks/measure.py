@@ -90,6 +90,9 @@ def run_timed(
         "client_processes": len(workers),
         "machine_busy": machine.busy / wall,
         "machine_steal": machine.steal / wall,
+        # Everything else that ran: other processes, interrupts, loopback TCP in soft interrupts.
+        "other_cpu": max(0.0, (machine.busy - (server2 - server1) - sum(clients2) + sum(clients1))
+                         / wall),
         "peak_rss_mb": mem.peak / MiB,
         "peak_rss_scope": "scenario" if peak_reset else "process lifetime",
         "rss_mb": mem.rss / MiB,

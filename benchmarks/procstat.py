@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from importlib import metadata
 
 __all__ = [
-    "Memory",
     "MachineCpu",
+    "Memory",
     "cpu_seconds",
-    "machine_cpu",
     "die_with_parent",
+    "machine_cpu",
     "machine_info",
     "memory",
     "reset_peak_rss",

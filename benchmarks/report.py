@@ -16,7 +16,9 @@ __all__ = ["markdown", "ratios", "summarise", "targets"]
 TIMED_METRICS = (
     "messages_per_s", "points_per_s", "p50_ms", "p99_ms", "p999_ms",
     "server_cpu", "client_cpu", "client_cpu_max", "peak_rss_mb", "machine_busy", "machine_steal",
+    "other_cpu",
 )
+ORDER = ("echo", "naive", "streamserve")
 IDLE_METRICS = ("idle_rss_mb", "open_mb", "closed_mb", "growth_mb", "peak_rss_mb")
 
 FLAT_MB = 16.0
@@ -53,27 +55,48 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, An
             entry["messages_per_s_min"], entry["messages_per_s_max"] = min(rates), max(rates)
             entry["client_processes"] = good[0]["client_processes"]
         summary.setdefault(scenario, {})[server] = entry
-    return summary
+    rank = {name: i for i, name in enumerate(ORDER)}
+    return {
+        scenario: dict(sorted(servers.items(), key=lambda item: rank.get(item[0], len(rank))))
+        for scenario, servers in summary.items()
+    }
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a is not None and b else None
 
 
-def ratios(summary: dict[str, dict[str, dict[str, Any]]]) -> dict[str, dict[str, float | None]]:
-    """streamserve over naive and over echo, per timed scenario (rates; p99 for latency)."""
+_RATIOS = {
+    "vs_naive": ("messages_per_s", "naive"),
+    "vs_echo": ("messages_per_s", "echo"),
+    "p99_vs_naive": ("p99_ms", "naive"),
+    "p99_vs_echo": ("p99_ms", "echo"),
+}
+
+
+def ratios(records: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
+    """streamserve over naive and over echo per timed scenario: msg/s and p99 latency.
+
+    Each repeat's ratio pairs servers measured a few seconds apart, and the median of those is
+    reported: on a machine whose background load drifts, that is steadier than a ratio of medians.
+    """
+    paired: dict[str, dict[int, dict[str, dict[str, Any]]]] = {}
+    for r in records:
+        if r.get("ok") and "messages_per_s" in r:
+            paired.setdefault(r["scenario"], {}).setdefault(r["repeat"], {})[r["server"]] = r
     out: dict[str, dict[str, float | None]] = {}
-    for scenario, servers in summary.items():
-        ours = servers.get("streamserve", {})
-        if "messages_per_s" not in ours:
-            continue
-        naive, echo = servers.get("naive", {}), servers.get("echo", {})
-        out[scenario] = {
-            "vs_naive": _ratio(ours["messages_per_s"], naive.get("messages_per_s")),
-            "vs_echo": _ratio(ours["messages_per_s"], echo.get("messages_per_s")),
-            "p99_vs_naive": _ratio(ours["p99_ms"], naive.get("p99_ms")),
-            "p99_vs_echo": _ratio(ours["p99_ms"], echo.get("p99_ms")),
-        }
+    for scenario, repeats in paired.items():
+        found: dict[str, list[float]] = {name: [] for name in _RATIOS}
+        for servers in repeats.values():
+            ours = servers.get("streamserve")
+            if ours is None:
+                continue
+            for name, (metric, baseline) in _RATIOS.items():
+                value = _ratio(ours[metric], servers.get(baseline, {}).get(metric))
+                if value is not None:
+                    found[name].append(value)
+        if any(found.values()):
+            out[scenario] = {name: _median(values) for name, values in found.items()}
     return out
 
 
@@ -99,7 +122,7 @@ def targets(
     add("chunked: points/s", ">= 1,000,000", points, None if points is None else points >= 1e6)
     idle = summary.get("idle", {}).get("streamserve", {})
     open_mb, growth = idle.get("open_mb"), idle.get("growth_mb")
-    streams = idle.get("streams")
+    streams = idle.get("streams", "the")
     add(f"idle: RSS of {streams} open streams above idle", "< 300 MB", open_mb,
         None if open_mb is None else open_mb < 300, "MB")
     add("idle: RSS flat after close (last vs first round)", f"<= {FLAT_MB:.0f} MB", growth,
@@ -109,7 +132,7 @@ def targets(
 
 def _fmt(value: float | None, digits: int = 0) -> str:
     if value is None:
-        return "–"
+        return "-"
     if digits == 0:
         return f"{value:,.0f}"
     return f"{value:,.{digits}f}"
@@ -117,7 +140,7 @@ def _fmt(value: float | None, digits: int = 0) -> str:
 
 def _ms(value: float | None) -> str:
     if value is None:
-        return "–"
+        return "-"
     return f"{value:.3f}" if value < 1 else f"{value:.2f}" if value < 100 else f"{value:.0f}"
 
 
@@ -137,7 +160,7 @@ def markdown(report: dict[str, Any]) -> str:
         "Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()) + ".",
         "",
         "| scenario | server | msg/s | points/s | p50 ms | p99 ms | p99.9 ms | server CPU | "
-        "peak RSS MB | client CPU (max/proc) | machine busy (steal) | msg/s range | sent = received |",
+        "peak RSS MB | client CPU (max/proc) | machine busy (others) | msg/s range | sent = received |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for scenario, servers in summary.items():
@@ -156,8 +179,8 @@ def markdown(report: dict[str, Any]) -> str:
                 f"| {_ms(s['p50_ms'])} | {_ms(s['p99_ms'])} | {_ms(s['p999_ms'])} "
                 f"| {_fmt(s['server_cpu'], 2)} | {_fmt(s['peak_rss_mb'])} "
                 f"| {_fmt(s['client_cpu'], 2)} ({_fmt(s['client_cpu_max'], 2)}) "
-                f"| {_fmt(s['machine_busy'], 2)} ({_fmt(s['machine_steal'], 2)}) "
-                f"| {_fmt(s['messages_per_s_min'])}–{_fmt(s['messages_per_s_max'])} "
+                f"| {_fmt(s['machine_busy'], 2)} ({_fmt(s['other_cpu'], 2)}) "
+                f"| {_fmt(s['messages_per_s_min'])} to {_fmt(s['messages_per_s_max'])} "
                 f"| {'yes' if s['ok'] else 'NO'} ({s['received']:,}) |"
             )
     idle_rows = [
@@ -194,7 +217,7 @@ def markdown(report: dict[str, Any]) -> str:
     lines += ["", "| target | goal | measured | met |", "|---|---|---:|---|"]
     for t in report["targets"]:
         value = t["measured"]
-        shown = "–" if value is None else f"{value:,.2f}{t['unit']}" if t["unit"] == "x" else (
+        shown = "-" if value is None else f"{value:,.2f}{t['unit']}" if t["unit"] == "x" else (
             f"{value:,.1f} {t['unit']}" if t["unit"] else f"{value:,.0f}")
         met = {True: "yes", False: "**no**", None: "not run"}[t["met"]]
         lines.append(f"| {t['target']} | {t['goal']} | {shown} | {met} |")
@@ -202,8 +225,9 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         "CPU in cores (CPU seconds per wall second, all threads); the machine has "
         f"{machine['cores']}, shared by the server and the client processes. Latency is per "
-        "message, client-measured from send to answer. Machine busy: cores busy on the whole machine "
-        "(all processes, interrupts; steal: taken by the hypervisor). Peak RSS is per scenario "
+        "message, client-measured from send to answer. Machine busy: cores busy on the whole machine; "
+        "others: the part neither the server nor the clients account for (other processes, "
+        "interrupts, loopback TCP). Peak RSS is per scenario "
         "(VmHWM reset before each). msg/s range: lowest and highest of the repeats.",
         "",
     ]

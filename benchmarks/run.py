@@ -174,8 +174,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         servers = _start_all(args.servers, workdir, quick=args.quick)
         pool = ClientPool(args.clients)
         for repeat in range(args.repeat):
+            # Each repeat starts with another server, so none is always measured first.
+            kinds = list(servers)
+            order = kinds[repeat % len(kinds):] + kinds[: repeat % len(kinds)]
             for scenario in chosen:
-                for kind, server in servers.items():
+                for kind in order:
+                    server = servers[kind]
                     profile = profiles / f"{scenario.name}-{kind}-{repeat + 1}.txt" if profiles else None
                     try:
                         record = _run_one(pool, server, scenario, timing_, profile)
@@ -199,7 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, previous)
 
     summary = report.summarise(records)
-    ratio = report.ratios(summary)
+    ratio = report.ratios(records)
     result = {
         "started": started,
         "command": shlex.join(["python", "-m", "benchmarks.run", *(argv or sys.argv[1:])]),

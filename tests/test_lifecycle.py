@@ -181,9 +181,12 @@ async def test_reload_under_64_live_streams_loses_nothing_and_switches_version(
 
         async def client(k: int) -> list[float]:
             async def messages() -> AsyncIterator[Any]:
-                for i in range(2000):  # bounded; stops once the new version was seen
-                    if stop.is_set() and i > 20:
-                        return
+                after_switch = 0
+                for _ in range(2000):  # bounded; ends 20 messages after the new version is in
+                    if stop.is_set():
+                        after_switch += 1
+                        if after_switch > 20:
+                            return
                     yield pb2.Values(values=[float(k)])
                     await asyncio.sleep(0.005)
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from streamserve import __version__
 from streamserve.config import ADDRESS_ENV, StreamserveConfig, check_address, load_config
 from streamserve.errors import StreamserveError
+from streamserve.logs import configure_logging
 from streamserve.plugins import DiscoveredPlugin, discover
 
 __all__ = ["main"]
@@ -86,11 +87,7 @@ def _serve(args: argparse.Namespace) -> int:
     config = _load(args.config, args.address)
     # TensorFlow's C++ INFO lines (CPU features, oneDNN) are noise in a server log; warnings stay.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
-    logging.basicConfig(
-        level=config.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(config.log_level, config.log_format)
     discovered = discover()
     code = asyncio.run(_run_server(config, discovered, str(args.config)))
     # Everything is answered and closed. Skip the interpreter's teardown: unloading TensorFlow's

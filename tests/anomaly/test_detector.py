@@ -13,9 +13,9 @@ from streamserve import InvalidArgument, Outputs
 from streamserve_anomaly import detector
 from streamserve_anomaly._proto.anomaly_detection_pb2 import DataChunk, DataPoint
 from streamserve_anomaly.normalise import CLIP
-from streamserve_anomaly.stats import EwStats
 from streamserve_anomaly.settings import AnomalySettings
 from streamserve_anomaly.signature import ERROR, HISTORY, SIGNATURE, VALUE, WINDOW
+from streamserve_anomaly.stats import EwStats
 from tests.anomaly.helpers import call_model, noisy_sine, points, row, score_stream
 
 

@@ -9,7 +9,7 @@ from google.protobuf.descriptor import FieldDescriptor
 
 from streamserve.plugins import discover
 from streamserve_anomaly import cli, plugin
-from streamserve_anomaly._proto import anomaly_detection_pb2
+from streamserve_anomaly._proto import anomaly_detection_pb2 as pb2
 from streamserve_anomaly.settings import AnomalySettings
 from streamserve_anomaly.signature import SIGNATURE
 
@@ -28,22 +28,49 @@ def test_spec_passes_the_core_checks() -> None:
     assert spec.default_model is plugin.default_model_dir
 
 
-def test_wire_contract_is_the_seeds() -> None:
-    """Field numbers and types a client generated from the seed proto relies on."""
-    point = anomaly_detection_pb2.DataPoint.DESCRIPTOR
-    score = anomaly_detection_pb2.AnomalyScore.DESCRIPTOR
-    assert [(f.name, f.number, f.type) for f in point.fields] == [
-        ("value", 1, FieldDescriptor.TYPE_FLOAT),
-        ("timestamp", 2, FieldDescriptor.TYPE_INT64),
+def fields(message: object) -> list[tuple[str, int, int, bool]]:
+    return [
+        (f.name, f.number, f.type, f.is_repeated)
+        for f in message.DESCRIPTOR.fields  # type: ignore[attr-defined]
     ]
-    assert [(f.name, f.number, f.type) for f in score.fields] == [
-        ("score", 1, FieldDescriptor.TYPE_FLOAT),
-        ("timestamp", 2, FieldDescriptor.TYPE_INT64),
+
+
+def test_wire_contract_keeps_the_seeds_fields_and_adds_new_numbers() -> None:
+    """Field numbers and types a client generated from the seed proto relies on, then the new ones."""
+    F = FieldDescriptor
+    assert fields(pb2.DataPoint) == [
+        ("value", 1, F.TYPE_FLOAT, False),
+        ("timestamp", 2, F.TYPE_INT64, False),
+        ("series_id", 3, F.TYPE_STRING, False),
     ]
-    (method,) = plugin.SPEC.service.methods
-    assert method.name == "DetectAnomalyStream"
-    assert method.client_streaming and method.server_streaming
-    assert method.input_type is point and method.output_type is score
+    assert fields(pb2.AnomalyScore) == [
+        ("score", 1, F.TYPE_FLOAT, False),
+        ("timestamp", 2, F.TYPE_INT64, False),
+        ("series_id", 3, F.TYPE_STRING, False),
+        ("is_anomaly", 4, F.TYPE_BOOL, False),
+        ("model_version", 5, F.TYPE_STRING, False),
+    ]
+    assert fields(pb2.DataChunk) == [
+        ("series_id", 1, F.TYPE_STRING, False),
+        ("values", 2, F.TYPE_FLOAT, True),
+        ("timestamps", 3, F.TYPE_INT64, True),
+    ]
+    assert fields(pb2.ScoreChunk) == [
+        ("series_id", 1, F.TYPE_STRING, False),
+        ("scores", 2, F.TYPE_FLOAT, True),
+        ("timestamps", 3, F.TYPE_INT64, True),
+        ("is_anomaly", 4, F.TYPE_BOOL, True),
+        ("model_version", 5, F.TYPE_STRING, False),
+    ]
+    methods = {m.name: m for m in plugin.SPEC.service.methods}
+    assert list(methods) == ["DetectAnomalyStream", "DetectAnomalyChunks"]
+    for name, request, reply in (
+        ("DetectAnomalyStream", pb2.DataPoint, pb2.AnomalyScore),
+        ("DetectAnomalyChunks", pb2.DataChunk, pb2.ScoreChunk),
+    ):
+        method = methods[name]
+        assert method.client_streaming and method.server_streaming
+        assert method.input_type is request.DESCRIPTOR and method.output_type is reply.DESCRIPTOR
 
 
 def test_packaging_points_at_the_plugin_and_the_cli() -> None:

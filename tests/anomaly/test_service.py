@@ -10,18 +10,9 @@ from pathlib import Path
 import grpc
 import pytest
 
-from streamserve.config import parse_config
 from streamserve.serving import Server
-from streamserve.testing import serve_in_process
 from streamserve_anomaly._proto import anomaly_detection_pb2 as pb2
 from streamserve_anomaly._proto import anomaly_detection_pb2_grpc as pb2_grpc
-
-
-@pytest.fixture
-async def server(anomaly_model: Path) -> AsyncIterator[Server]:
-    config = parse_config(f"plugins:\n  anomaly:\n    model_path: {anomaly_model}\n")
-    async with serve_in_process(config) as running:
-        yield running
 
 
 def points(count: int, phase: float = 0.0, spike_at: int = -1) -> list[pb2.DataPoint]:
@@ -99,3 +90,89 @@ async def test_cancelled_streams_free_their_state(server: Server) -> None:
                 break
             await asyncio.sleep(0.01)
     assert server.plugins[0].active_streams == 0
+
+
+def sine(count: int, *, phase: float = 0.0, spike_at: int = -1, level: float = 0.0) -> list[float]:
+    return [
+        level + math.sin(i / 8 + phase) + (6.0 if i == spike_at else 0.0) for i in range(count)
+    ]
+
+
+def chunks_of(series_id: str, values: list[float], size: int, start: int = 0) -> list[pb2.DataChunk]:
+    return [
+        pb2.DataChunk(
+            series_id=series_id,
+            values=values[i : i + size],
+            timestamps=range(start + i, start + i + len(values[i : i + size])),
+        )
+        for i in range(0, len(values), size)
+    ]
+
+
+async def point_replies(
+    stub: pb2_grpc.AnomalyDetectionServiceStub, series_id: str, values: list[float]
+) -> list[pb2.AnomalyScore]:
+    stream = [pb2.DataPoint(value=v, timestamp=i, series_id=series_id) for i, v in enumerate(values)]
+    return [reply async for reply in stub.DetectAnomalyStream(iter(stream))]
+
+
+async def test_chunks_score_as_points_with_several_series_on_one_stream(server: Server) -> None:
+    series = {
+        "a": sine(700, spike_at=500),
+        "b": sine(900, phase=1.0, level=50.0),
+        "c": sine(300, phase=2.0, spike_at=250),
+    }
+    sizes = {"a": 64, "b": 300, "c": 1}
+    queues = {name: chunks_of(name, values, sizes[name]) for name, values in series.items()}
+    interleaved = []
+    while any(queues.values()):  # round robin: every series' chunks in order, series mixed
+        for queue in queues.values():
+            if queue:
+                interleaved.append(queue.pop(0))
+    async with grpc.aio.insecure_channel(server.address) as channel:
+        stub = pb2_grpc.AnomalyDetectionServiceStub(channel)
+        replies = [r async for r in stub.DetectAnomalyChunks(iter(interleaved))]
+        by_point = {name: await point_replies(stub, name, values) for name, values in series.items()}
+    assert [r.series_id for r in replies] == [c.series_id for c in interleaved]
+    assert all(len(r.scores) == len(c.values) for r, c in zip(replies, interleaved, strict=True))
+    for name, values in series.items():
+        mine = [r for r in replies if r.series_id == name]
+        points = by_point[name]
+        assert [t for r in mine for t in r.timestamps] == [p.timestamp for p in points]
+        assert [f for r in mine for f in r.is_anomaly] == [p.is_anomaly for p in points]
+        scores = [s for r in mine for s in r.scores]
+        assert scores == pytest.approx([p.score for p in points], abs=1e-6)
+        assert len(scores) == len(values)
+    assert next(p.timestamp for p in by_point["a"] if p.is_anomaly) == 500
+    assert next(p.timestamp for p in by_point["c"] if p.is_anomaly) == 250
+
+
+async def test_replies_echo_the_series_and_name_the_model_version(
+    server: Server, anomaly_model_dir: Path
+) -> None:
+    threshold = server.plugins[0].settings.threshold  # type: ignore[union-attr]
+    async with grpc.aio.insecure_channel(server.address) as channel:
+        stub = pb2_grpc.AnomalyDetectionServiceStub(channel)
+        points = await point_replies(stub, "pump-7", sine(400, spike_at=300))
+        (chunk,) = [r async for r in stub.DetectAnomalyChunks(iter(chunks_of("fan", sine(400), 400)))]
+        (empty,) = [r async for r in stub.DetectAnomalyChunks(iter([pb2.DataChunk(series_id="x")]))]
+    assert {p.series_id for p in points} == {"pump-7"} and chunk.series_id == "fan"
+    assert {p.model_version for p in points} == {anomaly_model_dir.name} == {chunk.model_version}
+    assert all(p.is_anomaly == (p.score >= threshold) for p in points)
+    assert list(chunk.is_anomaly) == [s >= threshold for s in chunk.scores]
+    assert any(p.is_anomaly for p in points) and points[300].is_anomaly
+    assert (empty.series_id, list(empty.scores), empty.model_version) == ("x", [], anomaly_model_dir.name)
+
+
+async def test_mismatched_chunk_lengths_end_the_call_naming_the_field(server: Server) -> None:
+    good = chunks_of("s", sine(10), 10)
+    bad = pb2.DataChunk(series_id="s", values=[1.0, 2.0, 3.0], timestamps=[1, 2])
+    async with grpc.aio.insecure_channel(server.address) as channel:
+        stub = pb2_grpc.AnomalyDetectionServiceStub(channel)
+        answered = []
+        with pytest.raises(grpc.aio.AioRpcError) as failure:
+            async for reply in stub.DetectAnomalyChunks(iter([*good, bad])):
+                answered.append(reply.series_id)
+    assert answered == ["s"]
+    assert failure.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "timestamps" in failure.value.details() and "message 1" in failure.value.details()

@@ -45,9 +45,17 @@ class Batcher:
     """Cross-call batching for one model. Create, :meth:`start`, :meth:`submit`, :meth:`close`."""
 
     def __init__(
-        self, call: ModelCall, config: BatchingConfig, *, name: str, version: str = ""
+        self,
+        call: ModelCall,
+        config: BatchingConfig,
+        *,
+        name: str,
+        version: str = "",
+        on_batch: Callable[[int], None] | None = None,
     ) -> None:
         self._model = (call, version)
+        self._on_batch = on_batch
+        """Told the row count of every model call that succeeded (for metrics)."""
         self._config = config
         self._name = name
         self._pending: collections.deque[_Pending] = collections.deque()
@@ -65,6 +73,11 @@ class Batcher:
         """Model calls made so far (for tests and metrics)."""
         self.rows = 0
         """Rows scored so far."""
+
+    @property
+    def queued_rows(self) -> int:
+        """Rows waiting for the model now."""
+        return self._queued_rows
 
     @property
     def version(self) -> str:
@@ -141,8 +154,7 @@ class Batcher:
                     for item in batch:
                         await self._run_alone(loop, call, version, item)
                 continue
-            self.batches += 1
-            self.rows += size
+            self._count(size)
             offset = 0
             for item in batch:
                 end = offset + item.count
@@ -160,10 +172,15 @@ class Batcher:
         except Exception as exc:
             self._fail(item, exc)
             return
-        self.batches += 1
-        self.rows += item.count
+        self._count(item.count)
         if not item.future.done():
             item.future.set_result(Outputs(outputs, version))
+
+    def _count(self, rows: int) -> None:
+        self.batches += 1
+        self.rows += rows
+        if self._on_batch is not None:
+            self._on_batch(rows)
 
     def _fail(self, item: _Pending, exc: Exception) -> None:
         if not isinstance(exc, StreamserveError):

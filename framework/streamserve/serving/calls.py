@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
+import time
 from typing import Any
 
 from streamserve.errors import DeadlineExceeded, ResourceExhausted, StreamserveError, Unavailable
@@ -31,9 +33,12 @@ SHUTTING_DOWN = (
 class Stream:
     """One bidirectional call: plugin state, the ordered queue between reader and writer."""
 
-    __slots__ = ("ended_by", "last_heard", "opened", "reader", "results", "room", "state", "waiting")
+    __slots__ = ("ended_by", "id", "last_heard", "opened", "reader", "results", "room", "started",
+                 "state", "waiting")
 
     def __init__(self) -> None:
+        self.id = secrets.token_hex(4)
+        """Names the stream in log lines."""
         self.opened = False
         self.state: Any = None
         self.results: asyncio.Queue[Any] = asyncio.Queue()
@@ -42,7 +47,7 @@ class Stream:
         self.waiting = False
         """True while the reader waits for the client's next message (the only place it may be
         cancelled without losing a message it already took)."""
-        self.last_heard = asyncio.get_running_loop().time()
+        self.started = self.last_heard = time.perf_counter()
         self.ended_by: StreamserveError | None = None
 
     def end(self, reason: StreamserveError) -> None:
@@ -105,10 +110,9 @@ class Calls:
         if self.idle_timeout is None:
             return
         timeout = self.idle_timeout
-        loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(min(timeout / 4, 5.0))
-            cutoff = loop.time() - timeout
+            cutoff = time.perf_counter() - timeout
             for stream in list(self.streams):
                 if stream.waiting and stream.last_heard < cutoff:
                     stream.end(DeadlineExceeded(

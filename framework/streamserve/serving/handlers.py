@@ -11,6 +11,8 @@ limited to one model call per round trip; when that many wait, the reader stops 
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
@@ -19,37 +21,42 @@ from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
 
 from streamserve.contract import Method, Outputs, Rows
+from streamserve.errors import StreamserveError
 from streamserve.serving.calls import Calls, Stream
+from streamserve.serving.metrics import MethodMetrics, Metrics
 from streamserve.serving.plugin import ServedPlugin
 from streamserve.serving.status import abort
 
 __all__ = ["service_handler"]
 
+log = logging.getLogger(__name__)
+
 _END = object()
 
 
-def service_handler(plugin: ServedPlugin, calls: Calls) -> grpc.GenericRpcHandler:
+def service_handler(plugin: ServedPlugin, calls: Calls, metrics: Metrics) -> grpc.GenericRpcHandler:
     """One generic handler serving every RPC method of ``plugin``'s service."""
     service = plugin.spec.service
     handlers = {}
     for rpc in service.methods:
         method = plugin.spec.methods[rpc.name]
         where = f"/{service.full_name}/{rpc.name}"
+        counted = metrics.method(service.full_name, rpc.name)
         codec: dict[str, Any] = {
             "request_deserializer": GetMessageClass(rpc.input_type).FromString,
             "response_serializer": GetMessageClass(rpc.output_type).SerializeToString,
         }
         if rpc.client_streaming:
             handlers[rpc.name] = grpc.stream_stream_rpc_method_handler(
-                _bidi(plugin, calls, method, where), **codec
+                _bidi(plugin, calls, counted, method, where), **codec
             )
         elif rpc.server_streaming:
             handlers[rpc.name] = grpc.unary_stream_rpc_method_handler(
-                _server_streaming(plugin, calls, method, where), **codec
+                _server_streaming(plugin, calls, counted, method, where), **codec
             )
         else:
             handlers[rpc.name] = grpc.unary_unary_rpc_method_handler(
-                _unary(plugin, calls, method, where), **codec
+                _unary(plugin, calls, counted, method, where), **codec
             )
     return grpc.method_handlers_generic_handler(service.full_name, handlers)
 
@@ -67,13 +74,16 @@ async def _infer(plugin: ServedPlugin, method: Method, request: Message, state: 
 
 
 def _unary(
-    plugin: ServedPlugin, calls: Calls, method: Method, where: str
+    plugin: ServedPlugin, calls: Calls, counted: MethodMetrics, method: Method, where: str
 ) -> Callable[[Message, grpc.aio.ServicerContext], Awaitable[Message]]:
     async def handle(request: Message, context: grpc.aio.ServicerContext) -> Message:
         try:
             calls.admit()
         except Exception as exc:
+            _failed(plugin, counted, exc)
             await abort(context, exc, where=where)
+        started = time.perf_counter()
+        counted.received.inc()
         state = None
         try:
             plugin.require_ready()
@@ -82,9 +92,11 @@ def _unary(
             response = method.postprocess(outputs, request, state)
             if not isinstance(response, Message):
                 raise _not_a_message(response)
+            counted.sent.inc()
+            counted.latency.observe(time.perf_counter() - started)
             return response
         except Exception as exc:
-            plugin.count_error(exc)
+            _failed(plugin, counted, exc)
             await abort(context, exc, where=where)
         finally:
             calls.release()
@@ -94,7 +106,7 @@ def _unary(
 
 
 def _server_streaming(
-    plugin: ServedPlugin, calls: Calls, method: Method, where: str
+    plugin: ServedPlugin, calls: Calls, counted: MethodMetrics, method: Method, where: str
 ) -> Callable[[Message, grpc.aio.ServicerContext], AsyncIterator[Message]]:
     async def handle(
         request: Message, context: grpc.aio.ServicerContext
@@ -102,7 +114,10 @@ def _server_streaming(
         try:
             calls.admit()
         except Exception as exc:
+            _failed(plugin, counted, exc)
             await abort(context, exc, where=where)
+        started = time.perf_counter()
+        counted.received.inc()
         state = None
         try:
             plugin.require_ready()
@@ -111,9 +126,11 @@ def _server_streaming(
             responses = method.postprocess(outputs, request, state)
             assert isinstance(responses, Iterable)
             for response in responses:
+                counted.sent.inc()
                 yield response
+            counted.latency.observe(time.perf_counter() - started)
         except Exception as exc:
-            plugin.count_error(exc)
+            _failed(plugin, counted, exc)
             await abort(context, exc, where=where)
         finally:
             calls.release()
@@ -123,12 +140,12 @@ def _server_streaming(
 
 
 def _bidi(
-    plugin: ServedPlugin, calls: Calls, method: Method, where: str
+    plugin: ServedPlugin, calls: Calls, counted: MethodMetrics, method: Method, where: str
 ) -> Callable[[AsyncIterator[Message], grpc.aio.ServicerContext], AsyncIterator[Message]]:
     async def read(requests: AsyncIterator[Message], stream: Stream) -> None:
         """Take messages off the wire, preprocess them and queue their futures, in order."""
         index = 0
-        now = asyncio.get_running_loop().time
+        now = time.perf_counter
         messages = aiter(requests)
         try:
             while stream.ended_by is None:
@@ -143,13 +160,14 @@ def _bidi(
                     return
                 finally:
                     stream.waiting = False
-                stream.last_heard = now()
+                heard = stream.last_heard = now()
+                counted.received.inc()
                 if not stream.opened:
                     stream.state = method.open_state(plugin.settings)
                     stream.opened = True
                 rows = method.preprocess(request, stream.state)
                 future = await plugin.require_ready().submit(rows, _row_count(rows))
-                stream.results.put_nowait((request, future))
+                stream.results.put_nowait((request, future, heard))
                 index += 1
         except asyncio.CancelledError:
             if stream.ended_by is None:  # cancelled because the call itself is over
@@ -167,16 +185,22 @@ def _bidi(
         try:
             calls.admit()
         except Exception as exc:
+            _failed(plugin, counted, exc)
             await abort(context, exc, where=where)
         stream = Stream()
         failed_at = where
+        outcome = "OK"
+        answered = 0
         plugin.active_streams += 1
+        counted.active.inc()
         calls.streams.add(stream)
+        log.info("stream %s opened: %s from %s", stream.id, where, context.peer(),
+                 extra={"stream_id": stream.id, "plugin": plugin.spec.name, "method": where})
         stream.reader = asyncio.get_running_loop().create_task(read(requests, stream))
         try:
             plugin.require_ready()
             while (item := await stream.results.get()) is not _END:
-                first, second = item
+                first, second, *heard = item
                 if isinstance(second, Exception):
                     failed_at = f"{where} message {first}"
                     raise second
@@ -184,19 +208,38 @@ def _bidi(
                 if not isinstance(response, Message):
                     raise _not_a_message(response)
                 stream.room.release()
+                counted.sent.inc()
+                counted.latency.observe(time.perf_counter() - heard[0])
+                answered += 1
                 yield response
         except Exception as exc:
-            plugin.count_error(exc)
+            outcome = _failed(plugin, counted, exc)
             await abort(context, exc, where=failed_at)
+        except asyncio.CancelledError:
+            outcome = "CANCELLED"
+            raise
         finally:
             stream.reader.cancel()
             calls.streams.discard(stream)
             calls.release()
             plugin.active_streams -= 1
+            counted.active.dec()
             if stream.opened:
                 _close(method, stream.state)
+            log.info("stream %s closed: %s after %d answered message(s) in %.1f s", stream.id, outcome,
+                     answered, time.perf_counter() - stream.started,
+                     extra={"stream_id": stream.id, "plugin": plugin.spec.name, "method": where,
+                            "status": outcome, "messages": answered})
 
     return handle
+
+
+def _failed(plugin: ServedPlugin, counted: MethodMetrics, exc: Exception) -> str:
+    """Count a call that ends in ``exc``; returns its status code name."""
+    code = (exc.code if isinstance(exc, StreamserveError) else StreamserveError.code).name
+    plugin.errors[code] += 1
+    counted.error(code)
+    return code
 
 
 def _not_a_message(value: object) -> TypeError:

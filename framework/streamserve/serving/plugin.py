@@ -9,7 +9,7 @@ from pydantic import BaseModel
 
 from streamserve.config import PluginConfig
 from streamserve.contract import PluginSpec
-from streamserve.errors import StreamserveError, Unavailable
+from streamserve.errors import Unavailable
 from streamserve.runtime import Batcher, Model
 
 __all__ = ["ServedPlugin"]
@@ -30,10 +30,6 @@ class ServedPlugin:
     """Why the model could not be loaded (with ``on_plugin_error: continue``), or None."""
     errors: collections.Counter[str] = field(default_factory=collections.Counter)
     """Calls that ended in an error, by gRPC status code name."""
-
-    def count_error(self, exc: Exception) -> None:
-        code = exc.code if isinstance(exc, StreamserveError) else StreamserveError.code
-        self.errors[code.name] += 1
 
     @property
     def service_name(self) -> str:

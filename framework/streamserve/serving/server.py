@@ -24,6 +24,7 @@ from streamserve.plugins import DiscoveredPlugin
 from streamserve.runtime import Batcher, Model, load_model, resolve_version
 from streamserve.serving.calls import Calls
 from streamserve.serving.handlers import service_handler
+from streamserve.serving.metrics import Metrics
 from streamserve.serving.plugin import ServedPlugin
 from streamserve.serving.reflection import enable_reflection
 from streamserve.serving.security import TransportSecurity, serve_health_only
@@ -68,6 +69,9 @@ class Server:
             raise ConfigError(f"{source}: two enabled plugins serve the same service: {services}")
         self.health = health.aio.HealthServicer()
         self.calls = Calls(config.server.max_concurrent_streams, config.server.stream_idle_timeout_seconds)
+        self.metrics = Metrics()
+        self.metrics_port = 0
+        """The bound port of ``metrics.address`` once started; 0 if there is none."""
         self._server: grpc.aio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._reload_locks = {p.spec.name: asyncio.Lock() for p in self.plugins}
@@ -115,13 +119,18 @@ class Server:
                 *_connection_age_options(limits),
             ]
         )
-        server.add_generic_rpc_handlers([service_handler(p, self.calls) for p in self.plugins])
+        server.add_generic_rpc_handlers(
+            [service_handler(p, self.calls, self.metrics) for p in self.plugins]
+        )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         if limits.reflection:
             enable_reflection([*(p.service_name for p in self.plugins), health.SERVICE_NAME], server)
         self.port = self.security.bind(server, limits.address)  # TLS if server.tls is set
         await server.start()
         self._server = server
+        if self.config.metrics.address is not None:
+            self.metrics_port = self.metrics.serve(self.config.metrics.address)
+            log.info("metrics on http://%s/metrics", self.config.metrics.address)
         if limits.health_address is not None:  # plaintext, health only: for kubelet probes
             self._health_server, self.health_port = await serve_health_only(
                 self.health, limits.health_address
@@ -150,6 +159,7 @@ class Server:
                 if self.config.on_plugin_error == "fail":
                     raise
                 plugin.load_error = str(exc)
+                self.metrics.load_failures.labels(plugin.spec.name).inc()
                 log.error("plugin %r is NOT_SERVING: %s", plugin.spec.name, exc)
                 continue
             await self._serve_model(plugin, model)
@@ -188,6 +198,7 @@ class Server:
                                                 plugin=plugin.spec.name)
             except StreamserveError as exc:
                 self._rejected.add(attempt)
+                self.metrics.load_failures.labels(plugin.spec.name).inc()
                 serving = plugin.model.version if plugin.model else "none"
                 log.error("rejected version %s of plugin %r's model: %s; still serving version %s",
                           version, plugin.spec.name, exc, serving)
@@ -220,13 +231,17 @@ class Server:
 
     async def _serve_model(self, plugin: ServedPlugin, model: Model) -> None:
         if plugin.batcher is None:
+            batch_rows = self.metrics.batch_rows.labels(plugin.spec.name)
             batcher = Batcher(model.call, plugin.config.batching, name=f"model-{plugin.spec.name}",
+                              on_batch=batch_rows.observe,
                               version=model.version)
             batcher.start()
             plugin.batcher = batcher
         else:
             plugin.batcher.swap(model.call, model.version)
         plugin.model, plugin.load_error = model, None
+        self.metrics.watch_queue(plugin.spec.name, lambda: float(_queued_rows(plugin)))
+        self.metrics.model_served(plugin.spec.name, model.version)
         await self.health.set(plugin.service_name, SERVING)
         log.info("%s is SERVING model version %s (%s)", plugin.service_name,
                  model.version or "-", model.path)
@@ -256,6 +271,7 @@ class Server:
             if plugin.batcher is not None:
                 await plugin.batcher.close()
                 plugin.batcher = None
+        self.metrics.close()
 
     async def wait_for_termination(self) -> None:
         assert self._server is not None
@@ -278,3 +294,8 @@ def _connection_age_options(limits: ServerConfig) -> list[tuple[str, int]]:
             ("grpc.max_connection_age_grace_ms", round(limits.max_connection_age_grace_seconds * 1000))
         )
     return options
+
+
+def _queued_rows(plugin: ServedPlugin) -> int:
+    """Rows waiting for ``plugin``'s model (0 when it has none)."""
+    return plugin.batcher.queued_rows if plugin.batcher is not None else 0

@@ -1,0 +1,116 @@
+"""The benchmark harness runs end to end (``--quick``) and its report is complete and consistent.
+
+No speed is asserted: this machine is shared and noisy. What is checked is that every server ran
+every scenario, every message sent was answered, and the JSON and markdown say so.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from benchmarks import report
+from benchmarks.clients import split
+from benchmarks.profile import summarise_stacks
+from benchmarks.scenarios import NAMES
+
+REPO = Path(__file__).resolve().parent.parent
+SERVERS = ("echo", "naive", "streamserve")
+TIMED = [name for name in NAMES if name != "idle"]
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], str]:
+    out = tmp_path_factory.mktemp("bench")
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.run", "--quick", "--out", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, f"exit {done.returncode}\n{done.stdout}\n{done.stderr[-4000:]}"
+    json_files, md_files = sorted(out.glob("*.json")), sorted(out.glob("*.md"))
+    assert len(json_files) == 1 and len(md_files) == 1, sorted(out.iterdir())
+    assert json_files[0].stem == md_files[0].stem
+    return json.loads(json_files[0].read_text()), md_files[0].read_text()
+
+
+@pytest.mark.e2e
+def test_every_server_ran_every_scenario_and_every_message_was_answered(
+    quick_run: tuple[dict[str, Any], str],
+) -> None:
+    result, _ = quick_run
+    runs = {(r["scenario"], r["server"]): r for r in result["runs"]}
+    assert set(runs) == {(s, v) for s in NAMES for v in SERVERS}
+    for (scenario, server), run in runs.items():
+        assert run["ok"], (scenario, server, run.get("errors"))
+        assert not run["errors"] and run["mismatched"] == 0
+        assert run["sent"] == run["received"] > 0, (scenario, server)
+        assert run["peak_rss_mb"] > 0
+        if scenario == "idle":
+            assert run["streams"] == 100
+            assert all(r["streams_open"] == 100 for r in run["rounds"])
+            assert run["sent"] == 100 * len(run["rounds"])
+            assert all(math.isfinite(run[k]) for k in ("idle_rss_mb", "open_mb", "closed_mb"))
+            continue
+        assert run["messages_per_s"] > 0
+        points = 1024 if scenario == "chunked" else 1
+        assert run["points_per_s"] == pytest.approx(run["messages_per_s"] * points)
+        assert run["latency_samples"] > 0
+        assert 0 < run["p50_ms"] <= run["p99_ms"] <= run["p999_ms"]
+        assert run["server_cpu"] >= 0 and run["client_cpu"] > 0
+        assert run["client_processes"] == (1 if scenario == "latency" else 2)
+
+
+@pytest.mark.e2e
+def test_report_has_context_ratios_and_targets(quick_run: tuple[dict[str, Any], str]) -> None:
+    result, markdown = quick_run
+    assert result["options"]["quick"] is True
+    assert {"cpu", "cores", "memory_gib"} <= set(result["machine"])
+    assert {"python", "grpcio", "tensorflow", "protobuf", "streamserve"} <= set(result["versions"])
+    assert set(result["summary"]) == set(NAMES)
+    assert set(result["ratios"]) == set(TIMED)
+    for ratio in result["ratios"].values():
+        assert ratio["vs_naive"] > 0 and ratio["vs_echo"] > 0
+    assert all(t["met"] in (True, False) for t in result["targets"]), result["targets"]
+    for scenario in NAMES:
+        for server in SERVERS:
+            assert f"| {scenario} | {server} |" in markdown
+    assert "streamserve / naive" in markdown and "| target |" in markdown
+    assert "NO" not in markdown.replace("**no**", "")
+
+
+def test_split_deals_streams_evenly() -> None:
+    shares = split(list(range(10)), 3)
+    assert sorted(i for share in shares for i in share) == list(range(10))
+    assert [len(s) for s in shares] == [4, 3, 3]
+
+
+def test_ratios_pair_servers_within_each_repeat() -> None:
+    def run(server: str, repeat: int, rate: float, p99: float) -> dict[str, Any]:
+        return {"server": server, "scenario": "throughput", "repeat": repeat, "ok": True,
+                "messages_per_s": rate, "p99_ms": p99}
+
+    records = [
+        run("echo", 0, 100, 1), run("naive", 0, 10, 4), run("streamserve", 0, 80, 2),
+        run("echo", 1, 50, 1), run("naive", 1, 5, 4), run("streamserve", 1, 40, 2),
+    ]
+    ratio = report.ratios(records)["throughput"]
+    assert ratio["vs_naive"] == pytest.approx(8.0)
+    assert ratio["vs_echo"] == pytest.approx(0.8)
+    assert ratio["p99_vs_naive"] == pytest.approx(0.5)
+
+
+def test_profile_summary_counts_self_and_inclusive_time() -> None:
+    raw = "\n".join([
+        "main (app.py:1);serve (app.py:5);infer (model.py:9) 30",
+        "main (app.py:1);serve (app.py:5);read (io.py:3) 10",
+    ])
+    text = summarise_stacks(raw)
+    assert "40 samples" in text
+    assert "  75.0  infer (model.py)" in text
+    assert " 100.0  serve (app.py)" in text
