@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 CONFIG ?= configs/server.yaml
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint protos protos-check bench clean help
+.PHONY: run test lint protos protos-check bench bench-quick clean help
 
 help:
 	@echo "make run     set up .venv and serve $(CONFIG) (STREAMSERVE_ADDRESS=HOST:PORT to move it)"
@@ -36,6 +36,16 @@ protos: $(STAMP)
 
 protos-check: $(STAMP)
 	$(BIN)/python protos/generate.py --check
+
+# Benchmarks (docs/performance.md): echo, naive and streamserve, every scenario, medians of 3 repeats,
+# ~10 minutes. Results in benchmarks/results/. BENCH_ARGS="--duration 20 --scenarios chunked" etc.
+BENCH_ARGS ?= --repeat 3
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
+
+# The same in ~1 minute, tiny: a smoke test of the harness, not a measurement.
+bench-quick: $(STAMP)
+	$(BIN)/python -m benchmarks.run --quick
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache

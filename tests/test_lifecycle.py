@@ -178,6 +178,7 @@ async def test_reload_under_64_live_streams_loses_nothing_and_switches_version(
         parse_config(text, env={}), extra_plugins=[scaler_plugin], installed=False
     ) as server, grpc.aio.insecure_channel(server.address) as channel:
         stop = asyncio.Event()
+        answered_once = [asyncio.Event() for _ in range(65)]
 
         async def client(k: int) -> list[float]:
             async def messages() -> AsyncIterator[Any]:
@@ -193,10 +194,12 @@ async def test_reload_under_64_live_streams_loses_nothing_and_switches_version(
             slopes = []
             async for reply in scale_stream(channel, pb2)(messages()):
                 slopes.append((reply.values[0] - 1) / k if k else 0.0)
+                answered_once[k].set()
             return slopes
 
         streams = [asyncio.create_task(client(k)) for k in range(1, 65)]
-        await asyncio.sleep(0.5)
+        # Every stream is live and served by version 1 before version 2 appears.
+        await asyncio.wait_for(asyncio.gather(*(e.wait() for e in answered_once[1:])), 60)
         staging = tmp_path / "staging"
         build_affine_model(staging, scale=3.0)
         staging.rename(versions / "2")  # appears at once, as a deploy tool would do it

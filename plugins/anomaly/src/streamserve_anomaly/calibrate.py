@@ -29,8 +29,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from scipy.signal import lfilter  # type: ignore[import-untyped]  # scipy ships no stubs
-from scipy.special import erfc  # type: ignore[import-untyped]
+from scipy.signal import lfilter
+from scipy.special import erfc
 
 from streamserve_anomaly.signature import WINDOW
 from streamserve_anomaly.stats import EwStats, alpha_of

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from scipy.signal import lfilter  # type: ignore[import-untyped]  # scipy ships no stubs
+from scipy.signal import lfilter
 
 __all__ = ["EwStats", "alpha_of"]
 
