@@ -7,22 +7,40 @@ drift by tens of percent from one hour to the next.
 
 from __future__ import annotations
 
+import argparse
+import json
 import statistics
-from collections.abc import Iterable
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
-__all__ = ["markdown", "ratios", "summarise", "targets"]
+__all__ = ["build", "main", "markdown", "ratios", "summarise", "targets"]
 
 TIMED_METRICS = (
     "messages_per_s", "points_per_s", "p50_ms", "p99_ms", "p999_ms",
     "server_cpu", "client_cpu", "client_cpu_max", "peak_rss_mb", "machine_busy", "machine_steal",
-    "other_cpu",
+    "other_cpu", "server_us_per_message",
 )
 ORDER = ("echo", "naive", "streamserve")
 IDLE_METRICS = ("idle_rss_mb", "open_mb", "closed_mb", "growth_mb", "peak_rss_mb")
 
 FLAT_MB = 16.0
 """Idle target: RSS after the last close may exceed RSS after the first close by at most this."""
+
+
+def _us_per_message(record: dict[str, Any]) -> float | None:
+    """Server CPU per message, in µs: what a message costs the server, whatever share of the
+    machine it got. Steadier than msg/s on a shared machine, and independent of the clients."""
+    rate = record.get("messages_per_s")
+    return record["server_cpu"] / rate * 1e6 if rate else None
+
+
+def _metric(record: dict[str, Any], name: str) -> float | None:
+    if name == "server_us_per_message":
+        return _us_per_message(record)
+    value: float | None = record.get(name)
+    return value
 
 
 def _median(values: Iterable[float | None]) -> float | None:
@@ -50,7 +68,7 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, An
             entry.update({m: _median(r[m] for r in good) for m in IDLE_METRICS})
             entry["streams"] = good[0]["streams"]
         elif good:
-            entry.update({m: _median(r[m] for r in good) for m in TIMED_METRICS})
+            entry.update({m: _median(_metric(r, m) for r in good) for m in TIMED_METRICS})
             rates = [r["messages_per_s"] for r in good]
             entry["messages_per_s_min"], entry["messages_per_s_max"] = min(rates), max(rates)
             entry["client_processes"] = good[0]["client_processes"]
@@ -71,6 +89,9 @@ _RATIOS = {
     "vs_echo": ("messages_per_s", "echo"),
     "p99_vs_naive": ("p99_ms", "naive"),
     "p99_vs_echo": ("p99_ms", "echo"),
+    # Inverted (baseline over ours): how many times less CPU per message streamserve needs.
+    "cpu_saving_vs_naive": ("server_us_per_message", "naive"),
+    "cpu_saving_vs_echo": ("server_us_per_message", "echo"),
 }
 
 
@@ -92,7 +113,12 @@ def ratios(records: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
             if ours is None:
                 continue
             for name, (metric, baseline) in _RATIOS.items():
-                value = _ratio(ours[metric], servers.get(baseline, {}).get(metric))
+                other = servers.get(baseline)
+                if other is None:
+                    continue
+                value = _ratio(_metric(ours, metric), _metric(other, metric))
+                if name.startswith("cpu_saving") and value:
+                    value = 1 / value
                 if value is not None:
                     found[name].append(value)
         if any(found.values()):
@@ -160,24 +186,26 @@ def markdown(report: dict[str, Any]) -> str:
         "Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()) + ".",
         "",
         "| scenario | server | msg/s | points/s | p50 ms | p99 ms | p99.9 ms | server CPU | "
-        "peak RSS MB | client CPU (max/proc) | machine busy (others) | msg/s range | sent = received |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "server µs CPU/msg | peak RSS MB | client CPU (max/proc) | machine busy (others) "
+        "| msg/s range | sent = received |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for scenario, servers in summary.items():
         for server, s in servers.items():
             if "idle_rss_mb" in s:
                 continue
             if s.get("skipped"):
-                lines.append(f"| {scenario} | {server} | skipped: {s['skipped']} |" + " |" * 10)
+                lines.append(f"| {scenario} | {server} | skipped: {s['skipped']} |" + " |" * 11)
                 continue
             if "messages_per_s" not in s:
                 lines.append(f"| {scenario} | {server} | failed: {'; '.join(s['errors'])[:200]} |"
-                             + " |" * 10)
+                             + " |" * 11)
                 continue
             lines.append(
                 f"| {scenario} | {server} | {_fmt(s['messages_per_s'])} | {_fmt(s['points_per_s'])} "
                 f"| {_ms(s['p50_ms'])} | {_ms(s['p99_ms'])} | {_ms(s['p999_ms'])} "
-                f"| {_fmt(s['server_cpu'], 2)} | {_fmt(s['peak_rss_mb'])} "
+                f"| {_fmt(s['server_cpu'], 2)} | {_fmt(s['server_us_per_message'])} "
+                f"| {_fmt(s['peak_rss_mb'])} "
                 f"| {_fmt(s['client_cpu'], 2)} ({_fmt(s['client_cpu_max'], 2)}) "
                 f"| {_fmt(s['machine_busy'], 2)} ({_fmt(s['other_cpu'], 2)}) "
                 f"| {_fmt(s['messages_per_s_min'])} to {_fmt(s['messages_per_s_max'])} "
@@ -206,13 +234,15 @@ def markdown(report: dict[str, Any]) -> str:
         lines += [
             "",
             "| scenario | streamserve / naive msg/s | streamserve / echo msg/s | "
-            "p99 streamserve / naive | p99 streamserve / echo |",
-            "|---|---:|---:|---:|---:|",
+            "p99 streamserve / naive | p99 streamserve / echo | server CPU per msg: naive / "
+            "streamserve | echo / streamserve |",
+            "|---|---:|---:|---:|---:|---:|---:|",
         ]
         for scenario, r in report["ratios"].items():
             lines.append(
                 f"| {scenario} | {_fmt(r['vs_naive'], 2)} | {_fmt(r['vs_echo'], 2)} "
-                f"| {_fmt(r['p99_vs_naive'], 2)} | {_fmt(r['p99_vs_echo'], 2)} |"
+                f"| {_fmt(r['p99_vs_naive'], 2)} | {_fmt(r['p99_vs_echo'], 2)} "
+                f"| {_fmt(r.get('cpu_saving_vs_naive'), 2)} | {_fmt(r.get('cpu_saving_vs_echo'), 2)} |"
             )
     lines += ["", "| target | goal | measured | met |", "|---|---|---:|---|"]
     for t in report["targets"]:
@@ -232,3 +262,58 @@ def markdown(report: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def build(records: list[dict[str, Any]], **context: Any) -> dict[str, Any]:
+    """The report of ``records``: ``context`` (started, command, options, machine, versions, ...),
+    then summary, ratios, targets and the records themselves."""
+    summary = summarise(records)
+    ratio = ratios(records)
+    return {
+        **context,
+        "summary": summary,
+        "ratios": ratio,
+        "targets": targets(summary, ratio),
+        "runs": records,
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m benchmarks.report A.json B.json``: one report over the repeats of several runs.
+
+    Each run's repeats stay paired (a ratio never pairs servers from different runs); the medians
+    are over every repeat of every run. Prints the markdown, or writes it with ``--out``.
+    """
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.report", description=main.__doc__)
+    parser.add_argument("runs", nargs="+", type=Path, help="JSON files written by benchmarks.run")
+    parser.add_argument("--out", type=Path, help="write the markdown (and a .json beside) here")
+    args = parser.parse_args(argv)
+    loaded = [json.loads(path.read_text()) for path in args.runs]
+    records = [
+        {**record, "repeat": f"{index}:{record['repeat']}"}
+        for index, run in enumerate(loaded)
+        for record in run["runs"]
+    ]
+    first = loaded[0]
+    options = {**first["options"], "repeat": sum(run["options"]["repeat"] for run in loaded)}
+    merged = build(
+        records,
+        started=", ".join(run["started"] for run in loaded),
+        command=" + ".join(run["command"] for run in loaded),
+        options=options,
+        scenarios=first["scenarios"],
+        machine=first["machine"],
+        versions=first["versions"],
+        merged_from=[str(path) for path in args.runs],
+    )
+    text = markdown(merged)
+    if args.out:
+        args.out.write_text(text)
+        args.out.with_suffix(".json").write_text(json.dumps(merged, indent=2) + "\n")
+    else:
+        print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -202,24 +202,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
         signal.signal(signal.SIGTERM, previous)
 
-    summary = report.summarise(records)
-    ratio = report.ratios(records)
-    result = {
-        "started": started,
-        "command": shlex.join(["python", "-m", "benchmarks.run", *(argv or sys.argv[1:])]),
-        "options": {
+    result = report.build(
+        [{k: v for k, v in r.items() if k != "latencies"} for r in records],
+        started=started,
+        command=shlex.join(["python", "-m", "benchmarks.run", *(argv or sys.argv[1:])]),
+        options={
             "quick": args.quick, "repeat": args.repeat, "duration": timing_.duration,
             "warmup": timing_.warmup, "clients": args.clients, "servers": args.servers,
             "scenarios": args.scenarios, "profile": args.profile,
         },
-        "scenarios": {s.name: s.describe() for s in chosen},
-        "machine": machine,
-        "versions": versions(),
-        "summary": summary,
-        "ratios": ratio,
-        "targets": report.targets(summary, ratio),
-        "runs": [{k: v for k, v in r.items() if k != "latencies"} for r in records],
-    }
+        scenarios={s.name: s.describe() for s in chosen},
+        machine=machine,
+        versions=versions(),
+    )
     args.out.mkdir(parents=True, exist_ok=True)
     json_path, md_path = args.out / f"{stamp}.json", args.out / f"{stamp}.md"
     json_path.write_text(json.dumps(result, indent=2) + "\n")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import logging
 import shutil
 from collections.abc import AsyncIterator
@@ -20,6 +21,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from streamserve import Method, hookimpl
+from streamserve.cli import main
 from streamserve.config import parse_config
 from streamserve.errors import ModelLoadError
 from streamserve.plugins import discover
@@ -445,3 +447,19 @@ async def test_500_cancelled_streams_free_every_state(
         assert not server.calls.streams
         assert not server.plugins[0].errors
         assert not [r for r in caplog.records if "unexpected error" in r.getMessage()]
+
+
+def test_plugins_command_reports_models_that_fail_to_load(
+    tmp_path: Path, anomaly_model: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good, bad = tmp_path / "good.yaml", tmp_path / "bad.yaml"
+    good.write_text(f"plugins:\n  anomaly:\n    model_path: {anomaly_model}\n")
+    bad.write_text(f"on_plugin_error: continue\nplugins:\n  anomaly:\n    model_path: {tmp_path}/gone\n")
+
+    assert main(["plugins", "--json", "--config", str(good)]) == 0
+    (served,) = [row for row in json.loads(capsys.readouterr().out) if row["name"] == "anomaly"]
+    assert served["model"] == {"enabled": True, "path": str(anomaly_model / "1"), "version": "1",
+                               "error": None}
+
+    assert main(["plugins", "--config", str(bad)]) == 0
+    assert f"FAILS TO LOAD: model directory {tmp_path}/gone does not exist" in capsys.readouterr().out

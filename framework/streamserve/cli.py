@@ -18,6 +18,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from streamserve import __version__
 from streamserve.config import ADDRESS_ENV, StreamserveConfig, check_address, load_config
@@ -56,6 +57,11 @@ def _parser() -> argparse.ArgumentParser:
 
     plugins = commands.add_parser("plugins", help="list installed plugins")
     plugins.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    plugins.add_argument(
+        "--config", type=Path,
+        help="also say, for this config, whether each plugin is enabled and whether its model "
+        "loads (loads every model: slow)",
+    )
     plugins.set_defaults(run=_plugins)
 
     config = commands.add_parser("config", help="check a config file, or print its JSON Schema")
@@ -138,7 +144,7 @@ async def _run_server(
 
 def _plugins(args: argparse.Namespace) -> int:
     found = discover()
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "name": d.spec.name,
             "distribution": d.distribution,
@@ -148,6 +154,10 @@ def _plugins(args: argparse.Namespace) -> int:
         }
         for d in found
     ]
+    if args.config is not None:
+        models = _model_status(_load(args.config), found, str(args.config))
+        for row in rows:
+            row["model"] = models.get(row["name"], {"enabled": False})
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -158,7 +168,36 @@ def _plugins(args: argparse.Namespace) -> int:
         print(f"  service  {row['service']}")
         for method in row["methods"]:
             print(f"  method   {method}")
+        if "model" in row:
+            print(f"  model    {_describe_model(row['model'])}")
     return 0
+
+
+def _model_status(
+    config: StreamserveConfig, found: list[DiscoveredPlugin], source: str
+) -> dict[str, dict[str, Any]]:
+    """Load each enabled plugin's model as the server would, and say how that went."""
+    from streamserve.serving import Server
+
+    status: dict[str, dict[str, Any]] = {}
+    for plugin in Server(config, found, source=source).plugins:
+        try:
+            model = plugin.load()
+        except StreamserveError as exc:
+            status[plugin.spec.name] = {"enabled": True, "error": str(exc)}
+            continue
+        status[plugin.spec.name] = {
+            "enabled": True, "path": str(model.path), "version": model.version, "error": None,
+        }
+    return status
+
+
+def _describe_model(model: dict[str, Any]) -> str:
+    if not model["enabled"]:
+        return "disabled in the config"
+    if model["error"]:
+        return f"FAILS TO LOAD: {model['error']}"
+    return f"ok, version {model['version'] or '-'} ({model['path']})"
 
 
 def _describe_method(method: object) -> str:

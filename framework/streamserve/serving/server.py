@@ -8,7 +8,6 @@ turns SERVING once its model is loaded, checked and warm. Probes can tell "alive
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 from collections.abc import Coroutine, Sequence
 from pathlib import Path
@@ -18,7 +17,6 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from streamserve.config import ServerConfig, StreamserveConfig, plugin_settings
-from streamserve.contract import Signature
 from streamserve.errors import ConfigError, ModelLoadError, StreamserveError
 from streamserve.plugins import DiscoveredPlugin
 from streamserve.runtime import Batcher, Model, load_model, resolve_version
@@ -152,9 +150,7 @@ class Server:
         """
         for plugin in self.plugins:
             try:
-                path = await self._model_path(plugin)
-                model = await asyncio.to_thread(load_model, path, self._signature(plugin),
-                                                plugin=plugin.spec.name)
+                model = await asyncio.to_thread(plugin.load)
             except StreamserveError as exc:
                 if self.config.on_plugin_error == "fail":
                     raise
@@ -194,7 +190,7 @@ class Server:
             if attempt in self._rejected:
                 return False
             try:
-                model = await asyncio.to_thread(load_model, directory, self._signature(plugin),
+                model = await asyncio.to_thread(load_model, directory, plugin.signature(),
                                                 plugin=plugin.spec.name)
             except StreamserveError as exc:
                 self._rejected.add(attempt)
@@ -210,24 +206,6 @@ class Server:
         while True:
             await asyncio.sleep(interval)
             await self.reload(plugin)
-
-    async def _model_path(self, plugin: ServedPlugin) -> Path:
-        if plugin.config.model_path is not None:
-            return plugin.config.model_path
-        if plugin.spec.default_model is None:
-            raise ModelLoadError(
-                f"plugins.{plugin.spec.name}.model_path is not set and plugin "
-                f"{plugin.spec.name!r} has no default model"
-            )
-        try:
-            return await asyncio.to_thread(plugin.spec.default_model)
-        except Exception as exc:
-            raise ModelLoadError(f"building the default model failed: {exc}") from exc
-
-    def _signature(self, plugin: ServedPlugin) -> Signature:
-        if plugin.config.signature:
-            return dataclasses.replace(plugin.spec.signature, name=plugin.config.signature)
-        return plugin.spec.signature
 
     async def _serve_model(self, plugin: ServedPlugin, model: Model) -> None:
         if plugin.batcher is None:
