@@ -11,6 +11,7 @@ limited to one model call per round trip; when that many wait, the reader stops 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -73,34 +74,45 @@ async def _infer(plugin: ServedPlugin, method: Method, request: Message, state: 
     return await future
 
 
+@contextlib.asynccontextmanager
+async def _one_request(
+    plugin: ServedPlugin, calls: Calls, counted: MethodMetrics, method: Method, where: str,
+    request: Message, context: grpc.aio.ServicerContext,
+) -> AsyncIterator[Any]:
+    """A unary or server-streaming call: admitted, counted, its state opened and closed, any
+    error turned into its status. Yields what postprocess returned for the one request."""
+    try:
+        calls.admit()
+    except Exception as exc:
+        _failed(plugin, counted, exc)
+        await abort(context, exc, where=where)
+    counted.received.inc()
+    state = None
+    try:
+        plugin.require_ready()
+        state = method.open_state(plugin.settings)
+        outputs = await _infer(plugin, method, request, state)
+        yield method.postprocess(outputs, request, state)
+    except Exception as exc:
+        _failed(plugin, counted, exc)
+        await abort(context, exc, where=where)
+    finally:
+        calls.release()
+        _close(method, state)
+
+
 def _unary(
     plugin: ServedPlugin, calls: Calls, counted: MethodMetrics, method: Method, where: str
 ) -> Callable[[Message, grpc.aio.ServicerContext], Awaitable[Message]]:
     async def handle(request: Message, context: grpc.aio.ServicerContext) -> Message:
-        try:
-            calls.admit()
-        except Exception as exc:
-            _failed(plugin, counted, exc)
-            await abort(context, exc, where=where)
         started = time.perf_counter()
-        counted.received.inc()
-        state = None
-        try:
-            plugin.require_ready()
-            state = method.open_state(plugin.settings)
-            outputs = await _infer(plugin, method, request, state)
-            response = method.postprocess(outputs, request, state)
+        async with _one_request(plugin, calls, counted, method, where, request, context) as response:
             if not isinstance(response, Message):
                 raise _not_a_message(response)
             counted.sent.inc()
             counted.latency.observe(time.perf_counter() - started)
             return response
-        except Exception as exc:
-            _failed(plugin, counted, exc)
-            await abort(context, exc, where=where)
-        finally:
-            calls.release()
-            _close(method, state)
+        raise AssertionError("unreachable: _one_request yields or aborts")
 
     return handle
 
@@ -111,30 +123,15 @@ def _server_streaming(
     async def handle(
         request: Message, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[Message]:
-        try:
-            calls.admit()
-        except Exception as exc:
-            _failed(plugin, counted, exc)
-            await abort(context, exc, where=where)
         started = time.perf_counter()
-        counted.received.inc()
-        state = None
-        try:
-            plugin.require_ready()
-            state = method.open_state(plugin.settings)
-            outputs = await _infer(plugin, method, request, state)
-            responses = method.postprocess(outputs, request, state)
-            assert isinstance(responses, Iterable)
+        async with _one_request(plugin, calls, counted, method, where, request, context) as responses:
+            if not isinstance(responses, Iterable):
+                raise TypeError(f"the plugin's postprocess returned {type(responses).__name__}, "
+                                "not an iterable of response messages")
             for response in responses:
                 counted.sent.inc()
                 yield response
             counted.latency.observe(time.perf_counter() - started)
-        except Exception as exc:
-            _failed(plugin, counted, exc)
-            await abort(context, exc, where=where)
-        finally:
-            calls.release()
-            _close(method, state)
 
     return handle
 
