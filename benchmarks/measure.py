@@ -40,11 +40,12 @@ def _cpu(pids: list[int]) -> list[float]:
 
 def run_timed(
     pool: ClientPool, server: ServerProcess, scenario: Scenario, timing: Timing,
-    profile: Path | None = None,
+    profile: Path | None = None, *, gil: bool = False,
 ) -> dict[str, Any]:
     """Load ``server`` for warm-up + duration seconds; messages, latency, CPU and peak RSS.
 
-    :param profile: record the server with py-spy during the measured window into this file.
+    :param profile: record the server with py-spy during the measured window into this file
+        (``gil``: only samples of the thread holding the GIL).
     """
     workers = pool.take(scenario.clients, scenario.streams)
     shares = split(list(range(scenario.streams)), len(workers))
@@ -62,7 +63,7 @@ def run_timed(
     _sleep_until(t1)
     wall1, server1, clients1 = time.monotonic(), cpu_seconds(server.pid), _cpu(client_pids)
     machine1 = machine_cpu()
-    profiler = Profiler(server.pid, timing.duration, profile) if profile else None
+    profiler = Profiler(server.pid, timing.duration, profile, gil=gil) if profile else None
     _sleep_until(t2)
     wall2, server2, clients2 = time.monotonic(), cpu_seconds(server.pid), _cpu(client_pids)
     machine = machine_cpu() - machine1

@@ -75,10 +75,13 @@ def _parser() -> argparse.ArgumentParser:
                         help=f"comma-separated subset of {','.join(KINDS)}")
     parser.add_argument("--clients", type=int, default=2,
                         help="load-generator processes (default 2)")
+    parser.add_argument("--max-batch-size", type=int, metavar="N",
+                        help="streamserve's batching.max_batch_size (default: the server's default)")
     parser.add_argument("--out", type=Path, default=RESULTS, help=f"results folder (default {RESULTS})")
-    parser.add_argument("--profile", action="store_true",
+    parser.add_argument("--profile", nargs="?", const="threads", choices=["threads", "gil"],
                         help="record each server with py-spy during each timed scenario (into "
-                        "<out>/profiles/); profiling costs CPU, so its numbers are not results")
+                        "<out>/profiles/): every busy thread, or with 'gil' only the thread holding "
+                        "the GIL; profiling costs CPU, so its numbers are not results")
     parser.add_argument("--keep", action="store_true",
                         help="keep the work folder (model, config, server logs)")
     return parser
@@ -93,7 +96,9 @@ def _log(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def _start_all(kinds: list[str], workdir: Path, *, quick: bool) -> dict[str, ServerProcess]:
+def _start_all(
+    kinds: list[str], workdir: Path, *, quick: bool, max_batch_size: int | None
+) -> dict[str, ServerProcess]:
     """Train the model (if a server needs it) while echo starts; then start and await the rest."""
     servers: dict[str, ServerProcess] = {}
     model_dir = workdir / "model" / "1"
@@ -111,7 +116,7 @@ def _start_all(kinds: list[str], workdir: Path, *, quick: bool) -> dict[str, Ser
                 raise RuntimeError(f"training failed ({code}):\n{log}")
         for kind in kinds:
             if kind not in servers:
-                servers[kind] = start_server(kind, workdir, model_dir)
+                servers[kind] = start_server(kind, workdir, model_dir, max_batch_size=max_batch_size)
         for kind in kinds:
             wait_ready(servers[kind], _START_TIMEOUT)
             _log(f"{kind} ready on {servers[kind].address} (pid {servers[kind].pid})")
@@ -127,7 +132,7 @@ def _start_all(kinds: list[str], workdir: Path, *, quick: bool) -> dict[str, Ser
 
 def _run_one(
     pool: ClientPool, server: ServerProcess, scenario: Scenario, timing_: Timing,
-    profile: Path | None,
+    profile: Path | None, *, gil: bool = False,
 ) -> dict[str, Any]:
     if server.process.poll() is not None:
         return {"ok": False, "errors": [f"{server.kind} server exited with "
@@ -136,7 +141,7 @@ def _run_one(
         return {"ok": True, "skipped": "the proto has no DetectAnomalyChunks yet"}
     if scenario.idle:
         return run_idle(pool, server, scenario, timing_)
-    return run_timed(pool, server, scenario, timing_, profile)
+    return run_timed(pool, server, scenario, timing_, profile, gil=gil)
 
 
 def _describe(record: dict[str, Any]) -> str:
@@ -171,7 +176,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if profiles:
         profiles.mkdir(parents=True, exist_ok=True)
     try:
-        servers = _start_all(args.servers, workdir, quick=args.quick)
+        servers = _start_all(args.servers, workdir, quick=args.quick,
+                             max_batch_size=args.max_batch_size)
         pool = ClientPool(args.clients)
         for repeat in range(args.repeat):
             # Each repeat starts with another server, so none is always measured first.
@@ -182,7 +188,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     server = servers[kind]
                     profile = profiles / f"{scenario.name}-{kind}-{repeat + 1}.txt" if profiles else None
                     try:
-                        record = _run_one(pool, server, scenario, timing_, profile)
+                        record = _run_one(pool, server, scenario, timing_, profile,
+                                          gil=args.profile == "gil")
                     except ClientError as exc:
                         record = {"ok": False, "errors": [str(exc)]}
                         pool.close()  # its state is unknown now: start afresh
@@ -210,6 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "quick": args.quick, "repeat": args.repeat, "duration": timing_.duration,
             "warmup": timing_.warmup, "clients": args.clients, "servers": args.servers,
             "scenarios": args.scenarios, "profile": args.profile,
+            "max_batch_size": args.max_batch_size,
         },
         scenarios={s.name: s.describe() for s in chosen},
         machine=machine,

@@ -222,7 +222,7 @@ async def test_grpcurl_with_mtls(mtls_server: Server, certs: Certs) -> None:
         "plaintext": ["-plaintext"],
     }
     for what, args in attempts.items():
-        code, out, err = await grpcurl("-max-time", "10", *args, mtls_server.address, "list")
+        code, out, err = await grpcurl("-connect-timeout", "2", *args, mtls_server.address, "list")
         assert code != 0, f"{what}: grpcurl succeeded: {out}"
         assert SCALER not in out, what
 
@@ -403,19 +403,19 @@ async def test_protected_reflection_needs_a_token(
     scaler_plugin: ModuleType, scaler_model: Path, tokens_file: Path
 ) -> None:
     auth = f"  auth:\n    tokens_file: {tokens_file}\n    protect_reflection: true\n"
-    async with serve_in_process(scaler_config(scaler_model, auth), extra_plugins=[scaler_plugin],
-                                installed=False) as server:
-        async with grpc.aio.insecure_channel(server.address) as channel:
-            error = await refused(list_services(channel))
-            assert (error.code(), error.details()) == (grpc.StatusCode.UNAUTHENTICATED, MISSING_TOKEN)
-            assert SCALER in await list_services(channel, bearer(TOKEN))
-            assert await check_health(channel, SCALER) == SERVING  # health: never protected
-            code, out, err = await grpcurl("-plaintext", "-H", f"authorization: Bearer {TOKEN}",
-                                           "-d", '{"values": [2]}', server.address, f"{SCALER}/Scale")
-            assert code == 0, err
-            assert "5" in out
-            code, out, err = await grpcurl("-plaintext", server.address, "list")
-            assert code != 0 and "Unauthenticated" in err, (out, err)
+    served = serve_in_process(scaler_config(scaler_model, auth), extra_plugins=[scaler_plugin],
+                              installed=False)
+    async with served as server, grpc.aio.insecure_channel(server.address) as channel:
+        error = await refused(list_services(channel))
+        assert (error.code(), error.details()) == (grpc.StatusCode.UNAUTHENTICATED, MISSING_TOKEN)
+        assert SCALER in await list_services(channel, bearer(TOKEN))
+        assert await check_health(channel, SCALER) == SERVING  # health: never protected
+        code, out, err = await grpcurl("-plaintext", "-H", f"authorization: Bearer {TOKEN}",
+                                       "-d", '{"values": [2]}', server.address, f"{SCALER}/Scale")
+        assert code == 0, err
+        assert "5" in out
+        code, out, err = await grpcurl("-plaintext", server.address, "list")
+        assert code != 0 and "Unauthenticated" in err, (out, err)
 
 
 async def test_tokens_never_reach_the_log(
@@ -424,12 +424,12 @@ async def test_tokens_never_reach_the_log(
     caplog.set_level(logging.DEBUG)
     auth = f"  auth:\n    tokens_file: {tokens_file}\n"
     wrong = "wrong-token-7c1d"
-    async with serve_in_process(scaler_config(scaler_model, auth), extra_plugins=[scaler_plugin],
-                                installed=False) as server:
-        async with grpc.aio.insecure_channel(server.address) as channel:
-            assert await Scaler(channel, scaler_plugin.scaler_pb2, bearer(TOKEN)).scale(1.0) == [3.0]
-            for metadata in (bearer(wrong), ()):
-                await refused(Scaler(channel, scaler_plugin.scaler_pb2, metadata).scale_stream([1.0]))
+    served = serve_in_process(scaler_config(scaler_model, auth), extra_plugins=[scaler_plugin],
+                              installed=False)
+    async with served as server, grpc.aio.insecure_channel(server.address) as channel:
+        assert await Scaler(channel, scaler_plugin.scaler_pb2, bearer(TOKEN)).scale(1.0) == [3.0]
+        for metadata in (bearer(wrong), ()):
+            await refused(Scaler(channel, scaler_plugin.scaler_pb2, metadata).scale_stream([1.0]))
     # The log did record the refusals and the token count: the check below is not vacuous.
     assert "refused a call to /streamserve_test.Scaler/ScaleStream: invalid token" in caplog.text
     assert "1 token(s)" in caplog.text

@@ -82,8 +82,9 @@ def train_model(out_dir: Path, *, steps: int, log_path: Path) -> subprocess.Pope
     return _spawn([sys.executable, "-c", code, str(out_dir), str(steps)], log_path)
 
 
-def _streamserve_config(workdir: Path, model_base: Path) -> Path:
+def _streamserve_config(workdir: Path, model_base: Path, max_batch_size: int | None) -> Path:
     config = workdir / "streamserve.yaml"
+    batching = f"    batching:\n      max_batch_size: {max_batch_size}\n" if max_batch_size else ""
     config.write_text(
         "# Written by the benchmark harness: the defaults, the benchmark's model.\n"
         "log_level: INFO\n"
@@ -92,15 +93,18 @@ def _streamserve_config(workdir: Path, model_base: Path) -> Path:
         "  shutdown_grace_seconds: 1\n"
         "plugins:\n"
         "  anomaly:\n"
-        f"    model_path: {model_base}\n"
+        f"    model_path: {model_base}\n" + batching
     )
     return config
 
 
-def start_server(kind: str, workdir: Path, model_dir: Path) -> ServerProcess:
+def start_server(
+    kind: str, workdir: Path, model_dir: Path, *, max_batch_size: int | None = None
+) -> ServerProcess:
     """Start server ``kind`` on an ephemeral loopback port; :func:`wait_ready` before using it.
 
     :param model_dir: the model version directory (``<base>/1``); streamserve is given its base.
+    :param max_batch_size: streamserve's ``batching.max_batch_size``; None: its default.
     """
     log_path = workdir / f"{kind}.log"
     python = sys.executable
@@ -110,7 +114,7 @@ def start_server(kind: str, workdir: Path, model_dir: Path) -> ServerProcess:
         command = [python, "-m", "benchmarks.servers.naive", "--address", "127.0.0.1:0",
                    "--model", str(model_dir)]
     elif kind == "streamserve":
-        config = _streamserve_config(workdir, model_dir.parent)
+        config = _streamserve_config(workdir, model_dir.parent, max_batch_size)
         command = [python, "-m", "streamserve", "serve", "--config", str(config),
                    "--address", "127.0.0.1:0"]
     else:

@@ -20,10 +20,15 @@ __all__ = ["loopback_config", "serve_in_process"]
 
 
 def loopback_config(config: StreamserveConfig | None = None) -> StreamserveConfig:
-    """``config`` (or the defaults) listening on an ephemeral port of 127.0.0.1."""
+    """``config`` (or the defaults) with every port it opens on an ephemeral port of 127.0.0.1."""
     config = config or StreamserveConfig()
-    server = config.server.model_copy(update={"address": "127.0.0.1:0"})
-    return config.model_copy(update={"server": server})
+    ephemeral = "127.0.0.1:0"
+    server = config.server.model_copy(update={
+        "address": ephemeral,
+        "health_address": config.server.health_address and ephemeral,
+    })
+    metrics = config.metrics.model_copy(update={"address": config.metrics.address and ephemeral})
+    return config.model_copy(update={"server": server, "metrics": metrics})
 
 
 @asynccontextmanager

@@ -245,6 +245,9 @@ class Server:
             # What is left is not ours to answer (health watches, reflection): cancel it.
             await self._server.stop(0)
             await stopping
+        if self._health_server is not None:  # kept up through the drain: probes see NOT_SERVING
+            await self._health_server.stop(0)
+            self._health_server = None
         for plugin in self.plugins:
             if plugin.batcher is not None:
                 await plugin.batcher.close()
