@@ -32,8 +32,8 @@ FLAT_MB = 16.0
 def _us_per_message(record: dict[str, Any]) -> float | None:
     """Server CPU per message, in µs: what a message costs the server, whatever share of the
     machine it got. Steadier than msg/s on a shared machine, and independent of the clients."""
-    rate = record.get("messages_per_s")
-    return record["server_cpu"] / rate * 1e6 if rate else None
+    rate, cpu = record.get("messages_per_s"), record.get("server_cpu")
+    return cpu / rate * 1e6 if rate and cpu is not None else None
 
 
 def _metric(record: dict[str, Any], name: str) -> float | None:

@@ -93,7 +93,7 @@ def test_split_deals_streams_evenly() -> None:
 def test_ratios_pair_servers_within_each_repeat() -> None:
     def run(server: str, repeat: int, rate: float, p99: float) -> dict[str, Any]:
         return {"server": server, "scenario": "throughput", "repeat": repeat, "ok": True,
-                "messages_per_s": rate, "p99_ms": p99}
+                "messages_per_s": rate, "p99_ms": p99, "server_cpu": 1.0}
 
     records = [
         run("echo", 0, 100, 1), run("naive", 0, 10, 4), run("streamserve", 0, 80, 2),
@@ -103,6 +103,9 @@ def test_ratios_pair_servers_within_each_repeat() -> None:
     assert ratio["vs_naive"] == pytest.approx(8.0)
     assert ratio["vs_echo"] == pytest.approx(0.8)
     assert ratio["p99_vs_naive"] == pytest.approx(0.5)
+    # One core each: streamserve spends 8x less CPU per message than naive, 0.8x echo's rate.
+    assert ratio["cpu_saving_vs_naive"] == pytest.approx(8.0)
+    assert ratio["cpu_saving_vs_echo"] == pytest.approx(0.8)
 
 
 def test_profile_summary_counts_self_and_inclusive_time() -> None:
