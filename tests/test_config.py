@@ -39,7 +39,7 @@ def test_empty_file_is_the_defaults(tmp_path: Path) -> None:
 
     assert config == StreamserveConfig()
     assert config.server.address == "0.0.0.0:50051"
-    assert config.plugin("anything").batching.max_batch_size == 256
+    assert config.plugin("anything").batching.max_batch_size == 8192
 
 
 def test_a_full_file_is_read(tmp_path: Path) -> None:

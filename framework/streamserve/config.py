@@ -137,12 +137,13 @@ class ServerConfig(_Strict):
 class BatchingConfig(_Strict):
     """How rows from concurrent calls are combined into one model call."""
 
-    max_batch_size: Annotated[int, Field(ge=1)] = 256
-    """Most rows in one model call. 1 turns batching off."""
+    max_batch_size: Annotated[int, Field(ge=1)] = 8192
+    """Most rows in one model call. 1 turns batching off. A model call has a fixed cost of a few
+    hundred microseconds, so large batches (chunks of many streams in one call) pay off."""
     max_delay_ms: Annotated[float, Field(ge=0)] = 0.0
     """How long a batch may wait for more rows once its first row arrived. 0 means rows never wait:
     an idle model takes a lone row at once, and rows that arrive while it runs form the next batch."""
-    max_queued_rows: Annotated[int, Field(ge=1)] = 4096
+    max_queued_rows: Annotated[int, Field(ge=1)] = 32768
     """Rows waiting for the model, across all calls. When full, calls stop reading their streams,
     so gRPC flow control slows the clients down instead of the server buffering without bound."""
 

@@ -1,9 +1,11 @@
 """The batcher: rows from every concurrent call of one model go into shared model calls.
 
-One worker task per model takes whatever rows are waiting (up to ``max_batch_size``), runs the model
-in a worker thread, and resolves each caller's future with its own slice of the outputs. While a batch
-runs, the rows that arrive form the next one, so an idle model answers a lone row at once and a busy
-model gets bigger batches: latency at low load, throughput at high load, with no tuning.
+One model thread per model takes whatever rows are waiting (up to ``max_batch_size``), calls the
+model, and hands the outputs back to the event loop in one callback per batch, which resolves each
+caller's future with its own slice. While a batch runs, the rows that arrive form the next one, so an
+idle model answers a lone row at once and a busy model gets bigger batches: latency at low load,
+throughput at high load, with no tuning. The thread is fed directly (a condition variable), not
+through an executor and a worker task: a lone row crosses into the thread and back once each.
 
 The queue is bounded in rows: :meth:`Batcher.submit` waits for room, so a call that produces rows
 faster than the model scores them stops reading its stream and gRPC flow control slows the client.
@@ -14,8 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import concurrent.futures
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -58,17 +60,17 @@ class Batcher:
         """Told the row count of every model call that succeeded (for metrics)."""
         self._config = config
         self._name = name
+        self._lock = threading.Condition()
+        # Guarded by _lock: shared by the event loop (submit) and the model thread.
         self._pending: collections.deque[_Pending] = collections.deque()
         self._queued_rows = 0
-        self._has_work = asyncio.Event()
+        self._running: list[_Pending] = []
+        self._closed = False
         self._has_room = asyncio.Event()
         self._has_room.set()
-        # One thread: batches of one model run one after another; TF uses its own threads inside.
-        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=name)
-        self._worker: asyncio.Task[None] | None = None
-        self._running: list[_Pending] = []
-        """The batch inside the model right now."""
-        self._closed = False
+        self._room_waiters = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
         self.batches = 0
         """Model calls made so far (for tests and metrics)."""
         self.rows = 0
@@ -89,22 +91,26 @@ class Batcher:
         self._model = (call, version)
 
     def start(self) -> None:
-        self._worker = asyncio.get_running_loop().create_task(self._run(), name=self._name)
+        self._loop = asyncio.get_running_loop()
+        self._thread = threading.Thread(target=self._work, name=self._name, daemon=True)
+        self._thread.start()
 
     async def close(self) -> None:
-        """Stop the worker; calls waiting for a result or for queue room fail with UNAVAILABLE."""
-        self._closed = True
+        """Stop the model thread; calls waiting for a result or for room fail with UNAVAILABLE."""
+        with self._lock:
+            self._closed = True
+            self._lock.notify_all()
         self._has_room.set()
-        if self._worker is not None:
-            self._worker.cancel()
-            await asyncio.gather(self._worker, return_exceptions=True)
-        for item in (*self._running, *self._pending):
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join)  # a model call in progress finishes first
+        with self._lock:
+            left = [*self._running, *self._pending]
+            self._pending.clear()
+            self._running = []
+            self._queued_rows = 0
+        for item in left:
             if not item.future.done():
                 item.future.set_exception(_unloaded())
-        self._pending.clear()
-        self._running = []
-        # Waits for a model call still in the thread; off the event loop.
-        await asyncio.to_thread(self._executor.shutdown, wait=True)
 
     async def submit(self, rows: Rows, count: int) -> asyncio.Future[Outputs]:
         """Queue ``count`` rows; returns a future of their outputs. Waits while the queue is full."""
@@ -115,80 +121,114 @@ class Batcher:
         limit = self._config.max_queued_rows
         while self._queued_rows and self._queued_rows + count > limit and not self._closed:
             self._has_room.clear()
-            await self._has_room.wait()
-        if self._closed:
-            raise _unloaded()
-        self._pending.append(_Pending(rows, count, future))
-        self._queued_rows += count
-        self._has_work.set()
+            self._room_waiters += 1
+            try:
+                await self._has_room.wait()
+            finally:
+                self._room_waiters -= 1
+        with self._lock:
+            if self._closed:
+                raise _unloaded()
+            self._pending.append(_Pending(rows, count, future))
+            self._queued_rows += count
+            self._lock.notify()
         return future
 
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
+    def _work(self) -> None:
+        """The model thread: take a batch, run it, hand the results to the loop; until closed."""
         max_rows = self._config.max_batch_size
         delay = self._config.max_delay_ms / 1000
+        lock = self._lock
         while True:
-            if not self._pending:
-                self._has_work.clear()
-                await self._has_work.wait()
-            if delay and self._queued_rows < max_rows:
-                await asyncio.sleep(delay)
-            batch = [self._pending.popleft()]
-            size = batch[0].count
-            while self._pending and size + self._pending[0].count <= max_rows:
-                item = self._pending.popleft()
-                batch.append(item)
-                size += item.count
-            self._queued_rows -= size
-            self._has_room.set()
-            self._running = batch
+            with lock:
+                lock.wait_for(lambda: self._pending or self._closed)
+                if self._closed:
+                    return
+                if delay:
+                    lock.wait_for(lambda: self._queued_rows >= max_rows or self._closed, delay)
+                batch = [self._pending.popleft()]
+                size = batch[0].count
+                while self._pending and size + self._pending[0].count <= max_rows:
+                    item = self._pending.popleft()
+                    batch.append(item)
+                    size += item.count
+                self._running = batch
+                self._queued_rows -= size
+            if self._room_waiters:  # else nobody to wake; _deliver sets it in any case
+                self._post(self._has_room.set)
             call, version = self._model  # a swap() applies from the next batch on
-            try:
-                outputs = await loop.run_in_executor(self._executor, _run_model, call, batch, size)
-            except Exception as exc:
-                if len(batch) == 1:
-                    self._fail(batch[0], exc)
-                else:
-                    # One call's bad rows must not fail every call that shares its batch:
-                    # run each alone, so only the culprit gets the error.
-                    for item in batch:
-                        await self._run_alone(loop, call, version, item)
-                continue
-            self._count(size)
-            offset = 0
-            for item in batch:
-                end = offset + item.count
-                if not item.future.done():  # its call may have been cancelled meanwhile
-                    item.future.set_result(
-                        Outputs({k: v[offset:end] for k, v in outputs.items()}, version)
-                    )
-                offset = end
+            results = self._run(call, version, batch, size)
+            with lock:
+                self._running = []
+            if not self._post(self._deliver, results, size):
+                return
 
-    async def _run_alone(
-        self, loop: asyncio.AbstractEventLoop, call: ModelCall, version: str, item: _Pending
-    ) -> None:
+    def _post(self, callback: Callable[..., None], *args: Any) -> bool:
+        """Run ``callback`` on the event loop; False if the loop is gone (nobody left to answer)."""
+        assert self._loop is not None
         try:
-            outputs = await loop.run_in_executor(self._executor, _run_model, call, [item], item.count)
+            self._loop.call_soon_threadsafe(callback, *args)
+        except RuntimeError:
+            return False
+        return True
+
+    def _run(
+        self, call: ModelCall, version: str, batch: list[_Pending], size: int
+    ) -> list[tuple[_Pending, Outputs | Exception]]:
+        try:
+            outputs = _run_model(call, batch, size)
         except Exception as exc:
-            self._fail(item, exc)
-            return
-        self._count(item.count)
-        if not item.future.done():
-            item.future.set_result(Outputs(outputs, version))
+            if len(batch) == 1:
+                return [(batch[0], _as_error(exc, batch[0].count, self._name))]
+            # One call's bad rows must not fail every call that shares its batch:
+            # run each alone, so only the culprit gets the error.
+            return [self._run_alone(call, version, item) for item in batch]
+        results: list[tuple[_Pending, Outputs | Exception]] = []
+        offset = 0
+        for item in batch:
+            end = offset + item.count
+            results.append((item, Outputs({k: v[offset:end] for k, v in outputs.items()}, version)))
+            offset = end
+        return results
 
-    def _count(self, rows: int) -> None:
-        self.batches += 1
-        self.rows += rows
-        if self._on_batch is not None:
-            self._on_batch(rows)
+    def _run_alone(
+        self, call: ModelCall, version: str, item: _Pending
+    ) -> tuple[_Pending, Outputs | Exception]:
+        try:
+            return item, Outputs(_run_model(call, [item], item.count), version)
+        except Exception as exc:
+            return item, _as_error(exc, item.count, self._name)
 
-    def _fail(self, item: _Pending, exc: Exception) -> None:
-        if not isinstance(exc, StreamserveError):
-            log.error("model call of %s failed on %d rows: %s: %s",
-                      self._name, item.count, type(exc).__name__, exc)
-            exc = StreamserveError(f"the model failed: {type(exc).__name__}: {exc}")
-        if not item.future.done():
-            item.future.set_exception(exc)
+    def _deliver(self, results: list[tuple[_Pending, Outputs | Exception]], size: int) -> None:
+        """On the event loop: resolve the futures of one batch."""
+        self._has_room.set()
+        scored = 0
+        for item, result in results:
+            if isinstance(result, Exception):
+                if not item.future.done():
+                    item.future.set_exception(result)
+                continue
+            scored += item.count
+            if not item.future.done():  # its call may have been cancelled meanwhile
+                item.future.set_result(result)
+        if scored:
+            calls = len(results) if scored < size else 1
+            self.batches += calls
+            self.rows += scored
+            if self._on_batch is not None:
+                if calls == 1:
+                    self._on_batch(scored)
+                else:
+                    for item, result in results:
+                        if not isinstance(result, Exception):
+                            self._on_batch(item.count)
+
+
+def _as_error(exc: Exception, rows: int, name: str) -> StreamserveError:
+    if isinstance(exc, StreamserveError):
+        return exc
+    log.error("model call of %s failed on %d rows: %s: %s", name, rows, type(exc).__name__, exc)
+    return StreamserveError(f"the model failed: {type(exc).__name__}: {exc}")
 
 
 def _run_model(call: ModelCall, batch: list[_Pending], size: int) -> dict[str, npt.NDArray[Any]]:
