@@ -1,17 +1,21 @@
-"""SIGTERM on a real `streamserve serve` process with 100 streams mid-flight."""
+"""Signals on a real `streamserve serve` process: SIGTERM drains, SIGHUP reloads models."""
 
 from __future__ import annotations
 
 import asyncio
+import queue
+import shutil
 import signal
 import time
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from tests.support.models import build_affine_model
 from tests.support.process import serve_subprocess
 from tests.test_lifecycle import Feed, read, scale_stream
 
@@ -66,3 +70,40 @@ async def test_sigterm_drains_100_streams_and_exits_0_within_the_grace(
     assert code == 0, server.output()
     assert elapsed < GRACE + 1.0, f"exited {elapsed:.2f} s after SIGTERM (grace {GRACE} s)\n{server.output()}"
     assert "stopped" in server.output()
+
+
+def test_sighup_loads_a_new_model_version_without_dropping_a_stream(
+    tmp_path: Path, subprocess_env: dict[str, str], scaler_plugin: ModuleType, scaler_model: Path,
+    anomaly_model: Path,
+) -> None:
+    pb2 = scaler_plugin.scaler_pb2
+    base = tmp_path / "scaler"
+    shutil.copytree(scaler_model, base)
+    config = tmp_path / "server.yaml"
+    config.write_text(
+        f"plugins:\n  scaler:\n    model_path: {base}\n    model_poll_seconds: null\n"
+        f"  anomaly:\n    model_path: {anomaly_model}\n"
+    )
+    with serve_subprocess(config, env=subprocess_env, services=[SCALER]) as server, \
+            grpc.insecure_channel(server.address) as channel:
+        scale = channel.stream_stream(
+            f"/{SCALER}/ScaleStream", request_serializer=pb2.Values.SerializeToString,
+            response_deserializer=pb2.Values.FromString,
+        )
+        sent: queue.Queue[Any] = queue.Queue()
+        replies = scale(iter(sent.get, None), timeout=60)
+        sent.put(pb2.Values(values=[1]))
+        assert list(next(replies).values) == [3]  # version 1: y = 2x + 1
+
+        build_affine_model(tmp_path / "staging", scale=3.0)
+        (tmp_path / "staging").rename(base / "2")
+        server.process.send_signal(signal.SIGHUP)
+        for _ in range(300):  # bounded: up to ~30 s for the new version to load
+            if "SERVING model version 2" in server.output():
+                break
+            time.sleep(0.1)
+        sent.put(pb2.Values(values=[1]))
+        assert list(next(replies).values) == [4]  # the same stream, now on version 2
+        sent.put(None)
+        assert list(replies) == []
+    assert "SIGHUP: looking for new model versions" in server.output()

@@ -463,3 +463,27 @@ def test_plugins_command_reports_models_that_fail_to_load(
 
     assert main(["plugins", "--config", str(bad)]) == 0
     assert f"FAILS TO LOAD: model directory {tmp_path}/gone does not exist" in capsys.readouterr().out
+
+
+async def test_a_client_that_pings_too_often_is_sent_away(
+    scaler_plugin: ModuleType, scaler_model: Path
+) -> None:
+    """Keepalive enforcement: pings more often than min_client_ping_interval_seconds end in GOAWAY."""
+    pb2 = scaler_plugin.scaler_pb2
+    text = config_text(scaler_model, server="  keepalive:\n    min_client_ping_interval_seconds: 10\n")
+    pushy = [
+        ("grpc.keepalive_time_ms", 100),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),
+    ]
+    async with serve_in_process(
+        parse_config(text, env={}), extra_plugins=[scaler_plugin], installed=False
+    ) as server, grpc.aio.insecure_channel(server.address, options=pushy) as channel:
+        feed = Feed(pb2)
+        call = scale_stream(channel, pb2)(aiter(feed))
+        feed.send(1)
+        assert await read(call) == [3]
+        with pytest.raises(grpc.aio.AioRpcError) as sent_away:
+            await asyncio.wait_for(call.read(), TIMEOUT)  # nothing more is sent: only pings
+        assert sent_away.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert sent_away.value.details() == "Too many pings"

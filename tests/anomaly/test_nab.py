@@ -116,7 +116,29 @@ def test_windowed_gaussian_is_causal_and_flags_outliers() -> None:
     changed = values.copy()
     changed[2000] = 100.0
     np.testing.assert_array_equal(windowed_gaussian(changed)[:2000], scores[:2000])
-    # The point's own window: the 1,000 points before it, by brute force.
-    window = values[1500:2500]
+    # The point's own window: still growing (under 6,400 points), so every point before it.
+    window = values[:2500]
     z = abs(values[2500] - window.mean()) / window.std()
     assert scores[2500] == pytest.approx(z / (1 + z), rel=1e-9)
+
+
+def test_windowed_gaussian_follows_nabs_growing_then_stepping_window() -> None:
+    """Against a plain re-telling of NAB's detector loop (window grows, then moves in steps)."""
+    window, step = 50, 10
+    values = np.random.default_rng(3).normal(size=400).cumsum()
+
+    expected, data, buffer, mean, std = [], [], [], 0.0, 1.0
+    for value in values:
+        z = abs(value - mean) / std
+        expected.append(z / (1 + z) if data else 0.0)
+        if len(data) < window:
+            data.append(value)
+            mean, std = float(np.mean(data)), float(np.std(data)) or 1e-6
+        else:
+            buffer.append(value)
+            if len(buffer) == step:
+                data = data[step:] + buffer
+                buffer = []
+                mean, std = float(np.mean(data)), float(np.std(data)) or 1e-6
+
+    np.testing.assert_allclose(windowed_gaussian(values, window, step), expected, rtol=1e-7, atol=1e-9)

@@ -1,11 +1,14 @@
 """The windowed-Gaussian baseline detector of NAB, causal, computed locally (no model, no server).
 
-Each point is judged against a Gaussian fitted to the ``window`` points before it (NAB tuned 1,000):
-its score is a monotone map of ``|z|``, the distance from that window's mean in standard deviations,
-to [0, 1): ``|z| / (1 + |z|)``. NAB's detector reports the Gaussian tail probability of ``|z|``
-instead; both rank points the same way, and NAB's scoring only compares scores with a threshold
-optimised over the corpus, so both score the same on it. The map avoids the tail probability's
-rounding to exactly 0 (ties) for large ``|z|``. The first point scores 0.
+As NAB's ``windowedGaussian`` detector does: each point is judged against the mean and (population)
+standard deviation of a window of earlier points. The window grows with the series up to ``WINDOW``
+(6,400, the size NAB tuned) points; after that it moves forward ``STEP`` (100) points at a time, so
+point ``i`` sees ``x[100k : 6400 + 100k]`` with ``k = (i - 6400) // 100``. Its score is a monotone map
+of ``|z|``, the distance from that mean in standard deviations, to [0, 1): ``|z| / (1 + |z|)``.
+NAB's detector reports ``1 - Q(|z|)`` (the Gaussian tail) instead; both rank points the same way,
+and NAB's scoring only compares scores with a threshold optimised over the corpus, so both score the
+same on it, except that the tail rounds to exactly 1 for large ``|z|`` (ties) where this map does
+not. The first point scores 0.
 """
 
 from __future__ import annotations
@@ -15,11 +18,15 @@ import numpy.typing as npt
 
 __all__ = ["WINDOW", "windowed_gaussian"]
 
-WINDOW = 1000
+WINDOW = 6400
 """The window NAB tuned for this detector."""
+STEP = 100
+"""Once full, NAB's window moves this many points at a time."""
 
 
-def windowed_gaussian(values: npt.NDArray[np.float64], window: int = WINDOW) -> npt.NDArray[np.float64]:
+def windowed_gaussian(
+    values: npt.NDArray[np.float64], window: int = WINDOW, step: int = STEP
+) -> npt.NDArray[np.float64]:
     """The baseline score of every point of a series, each from the points before it only."""
     x = np.asarray(values, dtype=np.float64)
     n = len(x)
@@ -29,8 +36,10 @@ def windowed_gaussian(values: npt.NDArray[np.float64], window: int = WINDOW) -> 
     shifted = x - x[0]  # sums of squares stay exact-ish at any level
     s1 = np.concatenate(([0.0], np.cumsum(shifted)))
     s2 = np.concatenate(([0.0], np.cumsum(shifted * shifted)))
-    end = np.arange(1, n)  # judging point i uses points [max(0, i - window), i)
-    start = np.maximum(0, end - window)
+    point = np.arange(1, n)
+    moves = np.maximum(0, point - window) // step  # how far the full window has moved
+    start = moves * step
+    end = np.minimum(point, window) + start  # growing: [0, i); full: [100k, 6400 + 100k)
     count = end - start
     mean = (s1[end] - s1[start]) / count
     var = np.maximum((s2[end] - s2[start]) / count - mean * mean, 0.0)
