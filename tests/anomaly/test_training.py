@@ -127,7 +127,7 @@ def test_load_csv_rejects_bad_rows(tmp_path: Path) -> None:
     good = write_csv(tmp_path / "good.csv", [1.0, 2.5] * 40)
     assert load_csv(good).tolist() == [1.0, 2.5] * 40
     bad = tmp_path / "bad.csv"
-    bad.write_text("timestamp,value\nt0,1.0\nt1,oops\n")
+    bad.write_text("timestamp,value\n2024-01-01 00:00:00,1.0\n2024-01-01 00:01:00,oops\n")
     with pytest.raises(ValueError, match=r"bad\.csv:3: value 'oops' is not a number"):
         load_csv(bad)
     with pytest.raises(ValueError, match="more than 32 values"):

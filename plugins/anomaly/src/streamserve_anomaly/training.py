@@ -16,7 +16,6 @@ TensorFlow's global seed or on ``enable_op_determinism`` (process-wide and irrev
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import math
@@ -32,6 +31,7 @@ import numpy as np
 import numpy.typing as npt
 
 from streamserve_anomaly.normalise import Normaliser
+from streamserve_anomaly.series_csv import read_series
 from streamserve_anomaly.settings import AnomalySettings
 from streamserve_anomaly.signature import ERROR, HISTORY, PREDICTION, SIGNATURE, VALUE, WINDOW
 
@@ -77,25 +77,11 @@ def synthetic_series(
 
 
 def load_csv(path: Path) -> npt.NDArray[np.float64]:
-    """The ``value`` column of a ``timestamp,value`` CSV, in file order (must be time order)."""
-    values = []
-    with path.open(newline="") as f:
-        reader = csv.DictReader(f)
-        if reader.fieldnames is None or "value" not in reader.fieldnames:
-            raise ValueError(
-                f"{path}: expected a header with a 'value' column, got {reader.fieldnames}"
-            )
-        for line, row in enumerate(reader, start=2):
-            try:
-                value = float(row["value"])
-            except (TypeError, ValueError):
-                raise ValueError(f"{path}:{line}: value {row['value']!r} is not a number") from None
-            if not math.isfinite(value):
-                raise ValueError(f"{path}:{line}: value {value} is not finite")
-            values.append(value)
+    """The values of a ``timestamp,value`` CSV (the format ``score`` reads), in file order."""
+    values = read_series(path).values
     if len(values) <= WINDOW:
         raise ValueError(f"{path}: needs more than {WINDOW} values to train on, has {len(values)}")
-    return np.asarray(values, dtype=np.float64)
+    return values
 
 
 def make_examples(
