@@ -7,11 +7,12 @@ version 2 = (3, 1), so every reply says which version computed it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import logging
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -45,6 +46,17 @@ def config_text(model: Path, server: str = "", plugin: str = "", top: str = "") 
 def make_server(scaler_plugin: ModuleType, text: str) -> Server:
     config = loopback_config(parse_config(text, env={}))
     return Server(config, discover([scaler_plugin], entry_points=False))
+
+
+@contextlib.asynccontextmanager
+async def served(
+    plugin: object, text: str, channel_options: Sequence[tuple[str, Any]] = ()
+) -> AsyncIterator[tuple[Server, grpc.aio.Channel]]:
+    """An in-process server of ``plugin`` alone, configured by ``text``, and a channel to it."""
+    async with serve_in_process(
+        parse_config(text, env={}), extra_plugins=[plugin], installed=False
+    ) as server, grpc.aio.insecure_channel(server.address, options=channel_options) as channel:
+        yield server, channel
 
 
 class Feed:
@@ -176,9 +188,7 @@ async def test_reload_under_64_live_streams_loses_nothing_and_switches_version(
 ) -> None:
     pb2 = scaler_plugin.scaler_pb2
     text = config_text(versions, plugin="    model_poll_seconds: 0.2\n")
-    async with serve_in_process(
-        parse_config(text, env={}), extra_plugins=[scaler_plugin], installed=False
-    ) as server, grpc.aio.insecure_channel(server.address) as channel:
+    async with served(scaler_plugin, text) as (server, channel):
         stop = asyncio.Event()
         answered_once = [asyncio.Event() for _ in range(65)]
 
@@ -230,9 +240,7 @@ async def test_a_corrupt_new_version_is_rejected_and_the_old_one_serves(
 ) -> None:
     pb2 = scaler_plugin.scaler_pb2
     text = config_text(versions, plugin="    model_poll_seconds: null\n")
-    async with serve_in_process(
-        parse_config(text, env={}), extra_plugins=[scaler_plugin], installed=False
-    ) as server, grpc.aio.insecure_channel(server.address) as channel:
+    async with served(scaler_plugin, text) as (server, channel):
         (versions / "3").mkdir()
         (versions / "3" / "saved_model.pb").write_bytes(b"not a model")
         with caplog.at_level(logging.ERROR):
@@ -313,10 +321,7 @@ async def test_a_plugin_bug_ends_only_its_call_as_internal_with_a_reference(
     scaler_plugin: ModuleType, scaler_model: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     pb2 = scaler_plugin.scaler_pb2
-    async with serve_in_process(
-        parse_config(config_text(scaler_model), env={}), extra_plugins=[BuggyScaler(scaler_plugin)],
-        installed=False,
-    ) as server, grpc.aio.insecure_channel(server.address) as channel:
+    async with served(BuggyScaler(scaler_plugin), config_text(scaler_model)) as (server, channel):
         feed = Feed(pb2)
         healthy = scale_stream(channel, pb2)(aiter(feed))
         feed.send(1)
@@ -343,9 +348,7 @@ async def test_concurrent_stream_limit_is_resource_exhausted_naming_the_limit(
 ) -> None:
     pb2 = scaler_plugin.scaler_pb2
     text = config_text(scaler_model, server="  max_concurrent_streams: 3\n")
-    async with serve_in_process(
-        parse_config(text, env={}), extra_plugins=[scaler_plugin], installed=False
-    ) as server, grpc.aio.insecure_channel(server.address) as channel:
+    async with served(scaler_plugin, text) as (server, channel):
         feeds = [Feed(pb2) for _ in range(3)]
         calls = [scale_stream(channel, pb2)(aiter(feed)) for feed in feeds]
         for feed, call in zip(feeds, calls, strict=True):
@@ -371,9 +374,7 @@ async def test_an_idle_stream_ends_with_deadline_exceeded(
 ) -> None:
     pb2 = scaler_plugin.scaler_pb2
     text = config_text(scaler_model, server="  stream_idle_timeout_seconds: 0.3\n")
-    async with serve_in_process(
-        parse_config(text, env={}), extra_plugins=[scaler_plugin], installed=False
-    ) as server, grpc.aio.insecure_channel(server.address) as channel:
+    async with served(scaler_plugin, text) as (server, channel):
         feed = Feed(pb2)
         call = scale_stream(channel, pb2)(aiter(feed))
         feed.send(1)
@@ -389,9 +390,7 @@ async def test_a_client_deadline_ends_the_stream_and_frees_it(
     scaler_plugin: ModuleType, scaler_model: Path
 ) -> None:
     pb2 = scaler_plugin.scaler_pb2
-    async with serve_in_process(
-        parse_config(config_text(scaler_model), env={}), extra_plugins=[scaler_plugin], installed=False
-    ) as server, grpc.aio.insecure_channel(server.address) as channel:
+    async with served(scaler_plugin, config_text(scaler_model)) as (server, channel):
         feed = Feed(pb2)
         call = scale_stream(channel, pb2)(aiter(feed), timeout=0.5)
         feed.send(1)
@@ -411,9 +410,7 @@ async def test_an_oversized_message_is_resource_exhausted(
 ) -> None:
     pb2 = scaler_plugin.scaler_pb2
     text = config_text(scaler_model, server="  max_receive_message_bytes: 1000\n")
-    async with serve_in_process(
-        parse_config(text, env={}), extra_plugins=[scaler_plugin], installed=False
-    ) as server, grpc.aio.insecure_channel(server.address) as channel:
+    async with served(scaler_plugin, text) as (_server, channel):
         with pytest.raises(grpc.aio.AioRpcError) as refused:
             await scale(channel, pb2)(pb2.Values(values=[1.0] * 1000))
         assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
@@ -424,9 +421,7 @@ async def test_500_cancelled_streams_free_every_state(
     scaler_plugin: ModuleType, scaler_model: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     pb2 = scaler_plugin.scaler_pb2
-    async with serve_in_process(
-        parse_config(config_text(scaler_model), env={}), extra_plugins=[scaler_plugin], installed=False
-    ) as server, grpc.aio.insecure_channel(server.address) as channel:
+    async with served(scaler_plugin, config_text(scaler_model)) as (server, channel):
         with caplog.at_level(logging.WARNING):
             for wave in range(5):
                 feeds = [Feed(pb2) for _ in range(100)]
@@ -476,9 +471,7 @@ async def test_a_client_that_pings_too_often_is_sent_away(
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.max_pings_without_data", 0),
     ]
-    async with serve_in_process(
-        parse_config(text, env={}), extra_plugins=[scaler_plugin], installed=False
-    ) as server, grpc.aio.insecure_channel(server.address, options=pushy) as channel:
+    async with served(scaler_plugin, text, pushy) as (_server, channel):
         feed = Feed(pb2)
         call = scale_stream(channel, pb2)(aiter(feed))
         feed.send(1)
