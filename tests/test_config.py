@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, ConfigDict, Field
 
+from streamserve.cli import main
 from streamserve.config import (
     ADDRESS_ENV,
     StreamserveConfig,
@@ -315,9 +316,12 @@ def test_the_default_config_is_shipped() -> None:
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=[p.name for p in SHIPPED])
-def test_shipped_config_validates(path: Path) -> None:
+def test_shipped_config_validates(path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """With the installed plugins' own settings too, as `streamserve config check` does."""
     config = load_config(path, env={})
     assert isinstance(config, StreamserveConfig)
+    assert main(["config", "check", str(path)]) == 0, capsys.readouterr().err
+    assert f"{path}: OK" in capsys.readouterr().out
 
 
 def _described(schema: dict[str, Any], where: str, missing: list[str]) -> None:

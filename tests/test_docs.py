@@ -53,3 +53,21 @@ def test_anomaly_doc_documents_every_setting_with_its_default() -> None:
     for name, field in AnomalySettings.model_fields.items():
         default = field.default
         assert f"| `{name}` | {default:g} |" in doc, f"docs/anomaly.md: {name} (default {default})"
+
+
+def test_annotated_example_shows_the_defaults() -> None:
+    """configs/example.yaml says its values are the defaults unless noted: keep that true."""
+    from streamserve.config import BatchingConfig, PluginConfig, ServerConfig, StreamserveConfig, load_config
+    from streamserve_anomaly.settings import AnomalySettings
+
+    example = load_config(ROOT / "configs" / "example.yaml", env={})
+    anomaly = example.plugins["anomaly"]
+    assert AnomalySettings.model_validate(anomaly.settings) == AnomalySettings()
+    assert set(anomaly.settings) == set(AnomalySettings.model_fields)  # every setting is shown
+    assert anomaly.batching == BatchingConfig()
+    assert anomaly.model_dump(exclude={"settings"}) == PluginConfig().model_dump(exclude={"settings"})
+    noted = {"address"}  # the one value the example changes, and says so ("NOTE: default ...")
+    server = example.server.model_dump(exclude=noted)
+    assert server == ServerConfig().model_dump(exclude=noted)
+    top = {"server", "plugins"}
+    assert example.model_dump(exclude=top) == StreamserveConfig().model_dump(exclude=top)
