@@ -8,6 +8,7 @@ message arming a timer.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import secrets
@@ -16,7 +17,10 @@ from typing import Any
 
 from streamserve.errors import DeadlineExceeded, ResourceExhausted, StreamserveError, Unavailable
 
-__all__ = ["READ_AHEAD", "Calls", "Stream"]
+__all__ = ["END", "READ_AHEAD", "Calls", "Stream"]
+
+END = object()
+"""The marker a stream's reader adds when its client closed the request side."""
 
 log = logging.getLogger(__name__)
 
@@ -31,17 +35,35 @@ SHUTTING_DOWN = (
 
 
 class Stream:
-    """One bidirectional call: plugin state, the ordered queue between reader and writer."""
+    """One bidirectional call: plugin state, and the ordered items between reader and writer.
 
-    __slots__ = ("ended_by", "id", "last_heard", "opened", "reader", "results", "room", "started",
-                 "state", "waiting")
+    ``items`` holds, in arrival order, ``(request, future, heard)`` for each message read and at the
+    end a marker: ``(index, exception)`` or ``END``. The writer sleeps on ``ready`` until the first
+    item can be answered: the model's results wake it (one wake per batch, not per message), and so
+    do markers.
+    """
+
+    __slots__ = (
+        "ended_by",
+        "id",
+        "items",
+        "last_heard",
+        "opened",
+        "reader",
+        "ready",
+        "room",
+        "started",
+        "state",
+        "waiting",
+    )
 
     def __init__(self) -> None:
         self.id = secrets.token_hex(4)
         """Names the stream in log lines."""
         self.opened = False
         self.state: Any = None
-        self.results: asyncio.Queue[Any] = asyncio.Queue()
+        self.items: collections.deque[Any] = collections.deque()
+        self.ready = asyncio.Event()
         self.room = asyncio.Semaphore(READ_AHEAD)
         self.reader: asyncio.Task[None] | None = None
         self.waiting = False
@@ -49,6 +71,19 @@ class Stream:
         cancelled without losing a message it already took)."""
         self.started = self.last_heard = time.perf_counter()
         self.ended_by: StreamserveError | None = None
+
+    def add(self, request: Any, future: asyncio.Future[Any], heard: float) -> None:
+        """A message read: answered once its future is done and every earlier one is answered."""
+        self.items.append((request, future, heard))
+        future.add_done_callback(self.wake)
+
+    def finish(self, marker: Any) -> None:
+        """The last item: ``END``, or ``(index, exception)`` to end the call with after the rest."""
+        self.items.append(marker)
+        self.ready.set()
+
+    def wake(self, _: object = None) -> None:
+        self.ready.set()
 
     def end(self, reason: StreamserveError) -> None:
         """Stop reading: messages already read are answered, then the call ends with ``reason``."""

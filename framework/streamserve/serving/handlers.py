@@ -23,7 +23,7 @@ from google.protobuf.message_factory import GetMessageClass
 
 from streamserve.contract import Method, Outputs, Rows
 from streamserve.errors import StreamserveError
-from streamserve.serving.calls import Calls, Stream
+from streamserve.serving.calls import END, Calls, Stream
 from streamserve.serving.metrics import MethodMetrics, Metrics
 from streamserve.serving.plugin import ServedPlugin
 from streamserve.serving.status import abort
@@ -31,8 +31,6 @@ from streamserve.serving.status import abort
 __all__ = ["service_handler"]
 
 log = logging.getLogger(__name__)
-
-_END = object()
 
 
 def service_handler(plugin: ServedPlugin, calls: Calls, metrics: Metrics) -> grpc.GenericRpcHandler:
@@ -153,7 +151,7 @@ def _bidi(
                 try:
                     request = await anext(messages)
                 except StopAsyncIteration:
-                    stream.results.put_nowait(_END)
+                    stream.finish(END)
                     return
                 finally:
                     stream.waiting = False
@@ -164,17 +162,17 @@ def _bidi(
                     stream.opened = True
                 rows = method.preprocess(request, stream.state)
                 future = await plugin.require_ready().submit(rows, _row_count(rows))
-                stream.results.put_nowait((request, future, heard))
+                stream.add(request, future, heard)
                 index += 1
         except asyncio.CancelledError:
             if stream.ended_by is None:  # cancelled because the call itself is over
                 raise
         except Exception as exc:
             # Answer everything read before the bad message, then end the call with this error.
-            stream.results.put_nowait((index, exc))
+            stream.finish((index, exc))
             return
         assert stream.ended_by is not None
-        stream.results.put_nowait((index, stream.ended_by))
+        stream.finish((index, stream.ended_by))
 
     async def handle(
         requests: AsyncIterator[Message], context: grpc.aio.ServicerContext
@@ -196,12 +194,20 @@ def _bidi(
         stream.reader = asyncio.get_running_loop().create_task(read(requests, stream))
         try:
             plugin.require_ready()
-            while (item := await stream.results.get()) is not _END:
+            items = stream.items
+            while True:
+                if not items or not _answerable(items[0]):
+                    stream.ready.clear()
+                    await stream.ready.wait()
+                    continue
+                item = items.popleft()
+                if item is END:
+                    break
                 first, second, *heard = item
                 if isinstance(second, Exception):
                     failed_at = f"{where} message {first}"
                     raise second
-                response = method.postprocess(await second, first, stream.state)
+                response = method.postprocess(second.result(), first, stream.state)
                 if not isinstance(response, Message):
                     raise _not_a_message(response)
                 stream.room.release()
@@ -229,6 +235,11 @@ def _bidi(
                             "status": outcome, "messages": answered})
 
     return handle
+
+
+def _answerable(item: Any) -> bool:
+    """Whether the writer can take ``item`` now: a marker, or a message whose outputs are in."""
+    return item is END or isinstance(item[1], Exception) or item[1].done()
 
 
 def _failed(plugin: ServedPlugin, counted: MethodMetrics, exc: Exception) -> str:
