@@ -12,6 +12,8 @@ help:
 	@echo "make test    set up .venv and run every test"
 	@echo "make lint    ruff and mypy"
 	@echo "make protos  regenerate Python code from protos/*.proto"
+	@echo "make bench   the benchmark harness: echo, naive, streamserve (docs/performance.md; ~11 min)"
+	@echo "make nab     score the anomaly detector on ../shared/data/nab over gRPC (docs/anomaly.md)"
 
 # The virtualenv is rebuilt when a dependency list changes.
 $(STAMP): pyproject.toml plugins/anomaly/pyproject.toml
