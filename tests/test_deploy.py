@@ -30,7 +30,8 @@ from dockerfile_parse import DockerfileParser
 
 from streamserve.config import StreamserveConfig, load_config, parse_config, plugin_settings
 from streamserve.plugins import discover
-from tests.support.process import LISTENING, wait_until_serving
+from streamserve.testing import wait_until_serving
+from tests.support.process import LISTENING
 
 ROOT = Path(__file__).parent.parent
 KUBERNETES = ROOT / "deploy" / "kubernetes"

@@ -17,11 +17,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
 from benchmarks.procstat import die_with_parent
 from benchmarks.servers import SERVICE
+from streamserve.testing import wait_until_serving
 
 __all__ = ["KINDS", "ServerProcess", "start_server", "stop_server", "train_model", "wait_ready"]
 
@@ -139,18 +137,12 @@ def wait_ready(server: ServerProcess, timeout: float) -> None:
             time.sleep(0.1)
     if server.kind != "streamserve":
         return
-    with grpc.insecure_channel(server.address) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        while True:
-            try:
-                reply = stub.Check(health_pb2.HealthCheckRequest(service=SERVICE), timeout=2)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.RpcError:
-                pass
-            if server.process.poll() is not None or time.monotonic() > deadline:
-                raise TimeoutError(f"streamserve not SERVING after {timeout} s:\n{server.log_tail()}")
-            time.sleep(0.1)
+    try:
+        remaining = max(0.0, deadline - time.monotonic())
+        wait_until_serving(server.address, [SERVICE], remaining,
+                           gone=lambda: server.process.poll() is not None)
+    except TimeoutError:
+        raise TimeoutError(f"streamserve not SERVING after {timeout} s:\n{server.log_tail()}") from None
 
 
 def stop_server(server: ServerProcess, timeout: float = 10.0) -> int | None:

@@ -9,14 +9,18 @@ The server listens on an ephemeral loopback port and every model is loaded and w
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from streamserve.config import StreamserveConfig
 from streamserve.plugins import discover
 from streamserve.serving import Server
 
-__all__ = ["loopback_config", "serve_in_process"]
+__all__ = ["loopback_config", "serve_in_process", "wait_until_serving"]
 
 
 def loopback_config(config: StreamserveConfig | None = None) -> StreamserveConfig:
@@ -53,3 +57,31 @@ async def serve_in_process(
     finally:
         await server.stop(0)
 
+
+
+def wait_until_serving(
+    address: str,
+    services: Iterable[str] = ("",),
+    timeout: float = 120.0,
+    *,
+    gone: Callable[[], bool] = lambda: False,
+) -> None:
+    """Poll the standard health service at ``address`` until every name in ``services`` is SERVING.
+
+    For a server in another process: ``gone`` says whether it died, to fail at once instead of at
+    the deadline. Raises TimeoutError naming the service that is not SERVING.
+    """
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        for service in services:
+            while True:
+                try:
+                    reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                        break
+                except grpc.RpcError:
+                    pass
+                if gone() or time.monotonic() > deadline:
+                    raise TimeoutError(f"{service!r} not SERVING at {address} after {timeout} s")
+                time.sleep(0.1)

@@ -8,14 +8,12 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from streamserve.testing import wait_until_serving
 
 LISTENING = re.compile(r"listening on (\S+:\d+)")
 
@@ -28,24 +26,6 @@ class ServerProcess:
 
     def output(self) -> str:
         return "".join(self.log)
-
-
-def wait_until_serving(address: str, services: list[str], timeout: float = 120.0) -> None:
-    """Poll the standard health service until every name in ``services`` is SERVING."""
-    deadline = time.monotonic() + timeout
-    with grpc.insecure_channel(address) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        for service in services:
-            while True:
-                try:
-                    reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
-                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                        break
-                except grpc.RpcError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"{service!r} not SERVING at {address} after {timeout} s")
-                time.sleep(0.1)
 
 
 @contextmanager
