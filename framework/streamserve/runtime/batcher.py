@@ -43,6 +43,10 @@ class _Pending:
     future: asyncio.Future[Outputs]
 
 
+_Results = tuple[list[tuple[_Pending, "Outputs | Exception"]], list[int]]
+"""One batch's outcome per call, and the row counts of the model calls that succeeded."""
+
+
 class Batcher:
     """Cross-call batching for one model. Create, :meth:`start`, :meth:`submit`, :meth:`close`."""
 
@@ -160,7 +164,7 @@ class Batcher:
             results = self._run(call, version, batch, size)
             with lock:
                 self._running = []
-            if not self._post(self._deliver, results, size):
+            if not self._post(self._deliver, results):
                 return
 
     def _post(self, callback: Callable[..., None], *args: Any) -> bool:
@@ -172,24 +176,23 @@ class Batcher:
             return False
         return True
 
-    def _run(
-        self, call: ModelCall, version: str, batch: list[_Pending], size: int
-    ) -> list[tuple[_Pending, Outputs | Exception]]:
+    def _run(self, call: ModelCall, version: str, batch: list[_Pending], size: int) -> _Results:
         try:
             outputs = _run_model(call, batch, size)
         except Exception as exc:
             if len(batch) == 1:
-                return [(batch[0], _as_error(exc, batch[0].count, self._name))]
+                return [(batch[0], _as_error(exc, batch[0].count, self._name))], []
             # One call's bad rows must not fail every call that shares its batch:
             # run each alone, so only the culprit gets the error.
-            return [self._run_alone(call, version, item) for item in batch]
+            alone = [self._run_alone(call, version, item) for item in batch]
+            return alone, [item.count for item, result in alone if isinstance(result, Outputs)]
         results: list[tuple[_Pending, Outputs | Exception]] = []
         offset = 0
         for item in batch:
             end = offset + item.count
             results.append((item, Outputs({k: v[offset:end] for k, v in outputs.items()}, version)))
             offset = end
-        return results
+        return results, [size]
 
     def _run_alone(
         self, call: ModelCall, version: str, item: _Pending
@@ -199,29 +202,22 @@ class Batcher:
         except Exception as exc:
             return item, _as_error(exc, item.count, self._name)
 
-    def _deliver(self, results: list[tuple[_Pending, Outputs | Exception]], size: int) -> None:
-        """On the event loop: resolve the futures of one batch."""
+    def _deliver(self, results: _Results) -> None:
+        """On the event loop: resolve the futures of one batch, count its model calls."""
         self._has_room.set()
-        scored = 0
-        for item, result in results:
-            if isinstance(result, Exception):
-                if not item.future.done():
-                    item.future.set_exception(result)
+        answers, calls = results
+        for item, result in answers:
+            if item.future.done():  # its call was cancelled meanwhile
                 continue
-            scored += item.count
-            if not item.future.done():  # its call may have been cancelled meanwhile
+            if isinstance(result, Exception):
+                item.future.set_exception(result)
+            else:
                 item.future.set_result(result)
-        if scored:
-            calls = len(results) if scored < size else 1
-            self.batches += calls
-            self.rows += scored
+        for rows in calls:
+            self.batches += 1
+            self.rows += rows
             if self._on_batch is not None:
-                if calls == 1:
-                    self._on_batch(scored)
-                else:
-                    for item, result in results:
-                        if not isinstance(result, Exception):
-                            self._on_batch(item.count)
+                self._on_batch(rows)
 
 
 def _as_error(exc: Exception, rows: int, name: str) -> StreamserveError:
