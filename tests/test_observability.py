@@ -52,9 +52,9 @@ async def test_metrics_follow_streams_messages_batches_errors_and_models(
         assert value(open_samples, "streamserve_messages_received_total", **method) == 10
         assert value(open_samples, "streamserve_messages_sent_total", **method) == 10
         assert value(open_samples, "streamserve_message_latency_seconds_count", **method) == 10
-        assert value(open_samples, "streamserve_batch_rows_sum", plugin="scaler") == 20
-        assert value(open_samples, "streamserve_model_info", plugin="scaler", version="1") == 1
-        assert value(open_samples, "streamserve_queued_rows", plugin="scaler") == 0
+        assert value(open_samples, "streamserve_batch_rows_sum", model="scaler") == 20
+        assert value(open_samples, "streamserve_model_info", model="scaler", version="1") == 1
+        assert value(open_samples, "streamserve_queued_rows", model="scaler") == 0
 
         feed.send(float("nan"))
         with pytest.raises(grpc.aio.AioRpcError):

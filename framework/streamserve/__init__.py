@@ -4,18 +4,33 @@ Plugins are found through the entry-point group ``streamserve.plugins`` (see
 :mod:`streamserve.plugins` for a short tutorial) and hand the core one :class:`PluginSpec` each.
 """
 
-from streamserve.contract import Method, Outputs, PluginSpec, Rows, Signature, TensorSpec
-from streamserve.errors import InvalidArgument
+from streamserve.contract import (
+    Infer,
+    Method,
+    ModelInfo,
+    Models,
+    Outputs,
+    PluginSpec,
+    Rows,
+    Signature,
+    TensorSpec,
+)
+from streamserve.errors import InvalidArgument, NotFound, Unimplemented
 from streamserve.plugins.markers import hookimpl
 
 __all__ = [
+    "Infer",
     "InvalidArgument",
     "Method",
+    "ModelInfo",
+    "Models",
+    "NotFound",
     "Outputs",
     "PluginSpec",
     "Rows",
     "Signature",
     "TensorSpec",
+    "Unimplemented",
     "hookimpl",
 ]
 __version__ = "0.1.0"

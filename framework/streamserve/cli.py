@@ -180,9 +180,13 @@ def _model_status(
     from streamserve.serving import Server
 
     status: dict[str, dict[str, Any]] = {}
-    for plugin in Server(config, found, source=source).plugins:
+    server = Server(config, found, source=source)
+    for plugin in server.plugins:
+        if plugin.own is None:
+            status[plugin.spec.name] = {"enabled": True, "repository": server.repository.names()}
+            continue
         try:
-            model = plugin.load()
+            model = plugin.own.load()
         except StreamserveError as exc:
             status[plugin.spec.name] = {"enabled": True, "error": str(exc)}
             continue
@@ -195,6 +199,9 @@ def _model_status(
 def _describe_model(model: dict[str, Any]) -> str:
     if not model["enabled"]:
         return "disabled in the config"
+    if "repository" in model:
+        names = model["repository"]
+        return f"the model repository ({', '.join(names) if names else 'no models'})"
     if model["error"]:
         return f"FAILS TO LOAD: {model['error']}"
     return f"ok, version {model['version'] or '-'} ({model['path']})"

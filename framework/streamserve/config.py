@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from streamserve.errors import ConfigError
 
@@ -20,6 +20,8 @@ __all__ = [
     "ADDRESS_ENV",
     "BatchingConfig",
     "PluginConfig",
+    "RepositoryConfig",
+    "RepositoryModelConfig",
     "ServerConfig",
     "StreamserveConfig",
     "load_config",
@@ -168,6 +170,43 @@ class PluginConfig(_Strict):
     """The plugin's own settings, validated by the plugin (see its documentation)."""
 
 
+class RepositoryModelConfig(_Strict):
+    """One model of the repository named in the YAML (instead of, or besides, a folder of models)."""
+
+    path: Path | None = None
+    """A SavedModel directory, or a directory of numbered versions (the highest is served)."""
+    plugin: str | None = None
+    """Instead of a path: the model that this model plugin serves (for example ``anomaly``), shared
+    with it: loaded once, one batcher for the plugin's own service and every protocol."""
+    signature: str = "serving_default"
+    """The SavedModel signature to serve."""
+    batching: BatchingConfig | None = None
+    """Batching of this model's calls. Empty: ``model_repository.batching``."""
+
+    @model_validator(mode="after")
+    def _one_source(self) -> RepositoryModelConfig:
+        if (self.path is None) == (self.plugin is None):
+            raise ValueError("give exactly one of path (a SavedModel directory) or plugin "
+                             "(the model that plugin serves)")
+        return self
+
+
+class RepositoryConfig(_Strict):
+    """The model repository: models served by name through the protocol plugins (Open Inference
+    Protocol, TF Serving's API), each with its own batching, signature check, readiness and reload."""
+
+    path: Path | None = None
+    """A folder of models, each ``<name>/<version>/`` a SavedModel (``<name>/`` itself may be the
+    SavedModel). Relative to the config file. Null: only the models listed under ``models``."""
+    models: dict[str, RepositoryModelConfig] = Field(default_factory=dict)
+    """Models by name, besides (or overriding) those found under ``path``."""
+    batching: BatchingConfig = BatchingConfig()
+    """Batching of each repository model's calls, unless the model sets its own."""
+    poll_seconds: Annotated[float, Field(gt=0)] | None = 30.0
+    """How often to look for new versions and new model folders (SIGHUP also triggers a look).
+    Null: never poll."""
+
+
 class StreamserveConfig(_Strict):
     """The whole configuration file."""
 
@@ -181,6 +220,8 @@ class StreamserveConfig(_Strict):
     """``text`` for people, ``json`` (one object per line) for log collectors."""
     metrics: MetricsConfig = MetricsConfig()
     """The Prometheus metrics endpoint."""
+    model_repository: RepositoryConfig = RepositoryConfig()
+    """Models served by name through protocol plugins (OIP, TF Serving). Empty by default."""
     on_plugin_error: Literal["fail", "continue"] = "fail"
     """A plugin whose model is missing, corrupt or mismatched: ``fail`` stops start-up; ``continue``
     reports it (log, health NOT_SERVING for its service) and serves the other plugins."""
@@ -285,4 +326,9 @@ def _resolve_paths(config: StreamserveConfig, base: Path) -> StreamserveConfig:
         "auth": server.auth and rebase(server.auth, "tokens_file"),
     })
     plugins = {name: rebase(section, "model_path") for name, section in config.plugins.items()}
-    return config.model_copy(update={"server": server, "plugins": plugins})
+    repository = rebase(config.model_repository, "path")
+    repository = repository.model_copy(update={
+        "models": {name: rebase(model, "path") for name, model in repository.models.items()}
+    })
+    return config.model_copy(update={"server": server, "plugins": plugins,
+                                     "model_repository": repository})

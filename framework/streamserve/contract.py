@@ -21,6 +21,19 @@ gives a :class:`Method`:
 Rows from many concurrent calls are concatenated into one model call by the batcher, so pre- and
 postprocessing must treat rows independently; anything that depends on earlier messages lives in the
 state.
+
+Two kinds of plugin share this contract:
+
+*Model plugins* (the anomaly detector) declare the :class:`Signature` they need and are served one
+model, named after the plugin. ``preprocess`` returns :data:`Rows`.
+
+*Protocol plugins* (Open Inference Protocol, TF Serving's API) declare ``signature=None``: they serve
+any model of the server's model repository (``model_repository:`` in the YAML), whose signatures are
+read from the SavedModels. Their ``open_state`` is called as ``open_state(settings, models)`` with a
+:class:`Models` view of the repository, and their ``preprocess`` returns :class:`Infer` (rows for a
+model named by the request). The core checks the rows against that model's signature (missing,
+unexpected, wrong dtype or shape: INVALID_ARGUMENT naming the input), answers NOT_FOUND for an unknown
+model or version and UNAVAILABLE for one not ready, and batches each model on its own.
 """
 
 from __future__ import annotations
@@ -28,7 +41,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -36,7 +49,17 @@ from google.protobuf.descriptor import ServiceDescriptor
 from google.protobuf.message import Message
 from pydantic import BaseModel
 
-__all__ = ["Method", "Outputs", "PluginSpec", "Rows", "Signature", "TensorSpec"]
+__all__ = [
+    "Infer",
+    "Method",
+    "ModelInfo",
+    "Models",
+    "Outputs",
+    "PluginSpec",
+    "Rows",
+    "Signature",
+    "TensorSpec",
+]
 
 Rows = Mapping[str, npt.NDArray[Any]]
 """Model inputs or outputs for some rows: name -> array whose first dimension counts the rows."""
@@ -85,8 +108,55 @@ class Signature:
     outputs: tuple[TensorSpec, ...]
     name: str = "serving_default"
 
+    @property
+    def batchable(self) -> bool:
+        """Whether rows of many calls can share a model call: every tensor's first dimension is open.
+        Declared signatures always are; a repository model read from disk may not be (it then runs
+        one request per model call)."""
+        return all(spec.shape and spec.shape[0] is None for spec in (*self.inputs, *self.outputs))
 
-def _no_state(settings: BaseModel | None) -> None:
+
+@dataclass(frozen=True, slots=True)
+class Infer:
+    """What a protocol plugin's ``preprocess`` returns: rows for one model of the repository."""
+
+    model: str
+    """The model's name in the repository."""
+    rows: Rows
+    """Input name -> array, first dimension the rows (empty: no model call, for metadata requests)."""
+    version: str = ""
+    """The version the request asks for; ``""`` is whichever version is served."""
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    """One model of the repository as a protocol plugin sees it."""
+
+    name: str
+    ready: bool
+    """Loaded, checked and warm: requests are answered."""
+    version: str = ""
+    """The version served (``""`` for an unversioned directory or while none is loaded)."""
+    signature: Signature | None = None
+    """What the model takes and returns, read from the SavedModel; None until it is loaded."""
+    reason: str = ""
+    """Why the model is not ready (loading, or its load error)."""
+
+
+class Models(Protocol):
+    """A live, read-only view of the model repository (handed to protocol plugins' ``open_state``)."""
+
+    def names(self) -> list[str]:
+        """Every model name, sorted."""
+        ...
+
+    def get(self, name: str, version: str = "") -> ModelInfo:
+        """The model ``name``; raises :class:`streamserve.errors.NotFound` for an unknown name, or
+        for a ``version`` that is not the one served (``""`` means whichever is served)."""
+        ...
+
+
+def _no_state(settings: BaseModel | None, *models: Models) -> None:
     return None
 
 
@@ -96,8 +166,14 @@ class Method:
 
     preprocess: Callable[[Any, Any], Rows]
     postprocess: Callable[[Outputs, Any, Any], Message | Iterable[Message]]
-    open_state: Callable[[Any], Any] = _no_state
+    open_state: Callable[..., Any] = _no_state
+    """``open_state(settings)``; for a protocol plugin ``open_state(settings, models)``."""
     close_state: Callable[[Any], None] | None = None
+    on_error: Callable[[Exception, Any, Any], Message] | None = None
+    """For protocols that report errors in the stream rather than by ending it (Triton's
+    ``ModelStreamInfer``): ``on_error(error, request, state)`` turns a request's deliberate error
+    (a :class:`streamserve.errors.StreamserveError`: bad input, unknown model, model failure) into
+    its response message, and the stream goes on. Unset: the error ends the call with its status."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,8 +186,9 @@ class PluginSpec:
     """The protobuf service, from the generated module: ``DESCRIPTOR.services_by_name["..."]``."""
     methods: Mapping[str, Method]
     """One :class:`Method` per RPC method name of ``service``; every method must be bound."""
-    signature: Signature
-    """The SavedModel signature every method's rows are fed to."""
+    signature: Signature | None
+    """The SavedModel signature every method's rows are fed to; None for a protocol plugin, which
+    serves the model repository (see the module docstring)."""
     settings: type[BaseModel] | None = None
     """A pydantic model for the plugin's own ``settings:`` in the YAML (use ``extra="forbid"``)."""
     default_model: Callable[[], Path] | None = None

@@ -7,6 +7,8 @@
     ├── ModelLoadError                a model directory that cannot be loaded
     ├── InvalidArgument               (INVALID_ARGUMENT) bad request content: names the field
     ├── Unavailable                   (UNAVAILABLE) the model is not ready, or the server is draining
+    ├── NotFound                      (NOT_FOUND) an unknown model or model version
+    ├── Unimplemented                 (UNIMPLEMENTED) a method the plugin does not serve
     ├── ResourceExhausted             (RESOURCE_EXHAUSTED) a limit was reached
     └── DeadlineExceeded              (DEADLINE_EXCEEDED) a stream was idle for too long
 
@@ -23,11 +25,13 @@ __all__ = [
     "DeadlineExceeded",
     "InvalidArgument",
     "ModelLoadError",
+    "NotFound",
     "PluginError",
     "ResourceExhausted",
     "SignatureMismatch",
     "StreamserveError",
     "Unavailable",
+    "Unimplemented",
 ]
 
 
@@ -76,6 +80,18 @@ class Unavailable(StreamserveError):
     """The service cannot answer now; the client should retry later or elsewhere."""
 
     code = grpc.StatusCode.UNAVAILABLE
+
+
+class NotFound(StreamserveError):
+    """The request names a model (or model version) that the server does not serve."""
+
+    code = grpc.StatusCode.NOT_FOUND
+
+
+class Unimplemented(StreamserveError):
+    """The plugin's service has this method, but the plugin does not serve it."""
+
+    code = grpc.StatusCode.UNIMPLEMENTED
 
 
 class ResourceExhausted(StreamserveError):

@@ -129,8 +129,9 @@ def _check_spec(spec: object, origin: _Origin) -> PluginSpec:
             '(DESCRIPTOR.services_by_name["..."]), got ' + type(spec.service).__name__,
             spec.name,
         )
-    if not isinstance(spec.signature, Signature):
-        raise fail("PluginSpec.signature must be a streamserve.Signature", spec.name)
+    if spec.signature is not None and not isinstance(spec.signature, Signature):
+        raise fail("PluginSpec.signature must be a streamserve.Signature, or None for a plugin "
+                   "that serves the model repository", spec.name)
     declared = set(spec.methods)
     rpc_names = {m.name for m in spec.service.methods}
     if missing := sorted(rpc_names - declared):

@@ -59,53 +59,71 @@ def resolve_version(path: Path) -> tuple[Path, str]:
     return chosen, str(number)
 
 
-def load_model(path: Path, declared: Signature, *, plugin: str) -> Model:
-    """Load the SavedModel at ``path`` (or its newest version), check it, and warm it up once."""
+def load_model(path: Path, signature: Signature | str, *, plugin: str) -> Model:
+    """Load the SavedModel at ``path`` (or its newest version), check it, and warm it up once.
+
+    ``signature`` is either what a model plugin declares (checked against the model's
+    ``signature_def``: every input exactly, the declared outputs at least) or, for a repository
+    model, the name of the signature to serve as the model defines it.
+    """
     import tensorflow as tf  # heavy: imported only when a model is really loaded
 
     directory, version = resolve_version(path)
+    name = signature.name if isinstance(signature, Signature) else signature
     started = time.perf_counter()
     try:
         loaded = tf.saved_model.load(str(directory))
     except Exception as exc:  # TF raises many types for a corrupt or foreign directory
         raise ModelLoadError(f"cannot load SavedModel {directory}: {exc}") from exc
     signatures = dict(loaded.signatures)
-    if declared.name not in signatures:
-        raise SignatureMismatch(
-            f"model {directory} has no signature {declared.name!r}; it has {sorted(signatures)}",
-            plugin=plugin,
-        )
-    function = signatures[declared.name]
+    if name not in signatures:
+        message = f"model {directory} has no signature {name!r}; it has {sorted(signatures)}"
+        if isinstance(signature, Signature):
+            raise SignatureMismatch(message, plugin=plugin)
+        raise ModelLoadError(message)
+    function = signatures[name]
     _, input_specs = function.structured_input_signature
-    found_inputs = {name: _spec(name, t) for name, t in input_specs.items()}
+    found_inputs = {key: _spec(key, t) for key, t in input_specs.items()}
     found_outputs = {
-        name: _spec(name, t) for name, t in function.structured_outputs.items()
+        key: _spec(key, t) for key, t in function.structured_outputs.items()
     }
-    problems = _compare("input", declared.inputs, found_inputs, exact=True)
-    problems += _compare("output", declared.outputs, found_outputs, exact=False)
-    if problems:
-        raise SignatureMismatch(
-            f"model {directory} signature {declared.name!r} does not match the plugin's:\n"
-            + "\n".join(f"  {p}" for p in problems),
-            plugin=plugin,
+    if isinstance(signature, Signature):
+        problems = _compare("input", signature.inputs, found_inputs, exact=True)
+        problems += _compare("output", signature.outputs, found_outputs, exact=False)
+        if problems:
+            raise SignatureMismatch(
+                f"model {directory} signature {name!r} does not match the plugin's:\n"
+                + "\n".join(f"  {p}" for p in problems),
+                plugin=plugin,
+            )
+        served = signature
+    else:
+        served = Signature(
+            inputs=tuple(found_inputs[key] for key in sorted(found_inputs)),
+            outputs=tuple(found_outputs[key] for key in sorted(found_outputs)),
+            name=name,
         )
 
-    dtypes = {spec.name: tf.as_dtype(spec.dtype) for spec in declared.inputs}
-    wanted = [spec.name for spec in declared.outputs]
+    dtypes = {spec.name: tf.as_dtype(spec.dtype) for spec in served.inputs}
+    wanted = [spec.name for spec in served.outputs]
 
     def call(rows: Rows) -> dict[str, npt.NDArray[Any]]:
-        outputs = function(**{name: tf.constant(rows[name], dtypes[name]) for name in dtypes})
-        return {name: outputs[name].numpy() for name in wanted}
+        outputs = function(**{key: tf.constant(rows[key], dtypes[key]) for key in dtypes})
+        return {key: outputs[key].numpy() for key in wanted}
 
     try:
-        call(_warmup_rows(declared.inputs, found_inputs))
+        call(_warmup_rows(served.inputs, found_inputs))
     except Exception as exc:
-        raise ModelLoadError(f"warm-up call of {directory} failed: {exc}") from exc
+        if isinstance(signature, Signature):
+            raise ModelLoadError(f"warm-up call of {directory} failed: {exc}") from exc
+        # A model served as it is may need real values (a lookup, a minimum length): its first
+        # request pays the warm-up instead.
+        log.warning("warm-up call of %s with zeros failed (%s); serving it unwarmed", directory, exc)
     log.info(
-        "loaded model %s (version %s) for plugin %r in %.1f s",
+        "loaded model %s (version %s) for %r in %.1f s",
         directory, version or "-", plugin, time.perf_counter() - started,
     )
-    return Model(path=directory, version=version, signature=declared, call=call, _owner=loaded)
+    return Model(path=directory, version=version, signature=served, call=call, _owner=loaded)
 
 
 def _spec(name: str, tensor: Any) -> TensorSpec:
@@ -156,5 +174,8 @@ def _warmup_rows(
     for spec in declared:
         dims = zip(spec.shape, found[spec.name].shape, strict=True)
         shape = [d if d is not None else f if f is not None else 1 for d, f in dims]
-        rows[spec.name] = np.zeros(shape, dtype=spec.dtype)
+        if spec.dtype == "string":
+            rows[spec.name] = np.full(shape, b"", dtype=object)
+        else:
+            rows[spec.name] = np.zeros(shape, dtype=spec.dtype)
     return rows

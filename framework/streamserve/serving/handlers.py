@@ -21,11 +21,13 @@ import grpc
 from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
 
-from streamserve.contract import Method, Outputs, Rows
+from streamserve.contract import Infer, Method, Outputs, Rows
 from streamserve.errors import StreamserveError
+from streamserve.runtime import Batcher
 from streamserve.serving.calls import END, Calls, Stream
 from streamserve.serving.metrics import MethodMetrics, Metrics
 from streamserve.serving.plugin import ServedPlugin
+from streamserve.serving.repository import Repository
 from streamserve.serving.status import abort
 
 __all__ = ["service_handler"]
@@ -33,12 +35,15 @@ __all__ = ["service_handler"]
 log = logging.getLogger(__name__)
 
 
-def service_handler(plugin: ServedPlugin, calls: Calls, metrics: Metrics) -> grpc.GenericRpcHandler:
+def service_handler(
+    plugin: ServedPlugin, repository: Repository, calls: Calls, metrics: Metrics
+) -> grpc.GenericRpcHandler:
     """One generic handler serving every RPC method of ``plugin``'s service."""
     service = plugin.spec.service
     handlers = {}
+    route = _router(plugin, repository)
     for rpc in service.methods:
-        method = plugin.spec.methods[rpc.name]
+        method = _Bound(plugin.spec.methods[rpc.name], route, plugin, repository)
         where = f"/{service.full_name}/{rpc.name}"
         counted = metrics.method(service.full_name, rpc.name)
         codec: dict[str, Any] = {
@@ -60,21 +65,73 @@ def service_handler(plugin: ServedPlugin, calls: Calls, metrics: Metrics) -> grp
     return grpc.method_handlers_generic_handler(service.full_name, handlers)
 
 
+Route = Callable[[Any], tuple[Batcher, Rows, int]]
+"""What preprocess returned -> the batcher of its model, the rows, their count."""
+
+
+def _router(plugin: ServedPlugin, repository: Repository) -> Route:
+    own = plugin.own
+    if own is None:  # a protocol plugin: the request names a model of the repository
+
+        def route(result: Any) -> tuple[Batcher, Rows, int]:
+            if not isinstance(result, Infer):
+                raise TypeError(f"plugin {plugin.spec.name!r} serves the model repository: its "
+                                f"preprocess must return streamserve.Infer, not {type(result).__name__}")
+            return repository.route(result)
+
+        return route
+
+    def route_own(result: Any) -> tuple[Batcher, Rows, int]:
+        if isinstance(result, Infer):
+            raise TypeError(f"plugin {plugin.spec.name!r} declares a signature: its preprocess "
+                            "returns Rows for its own model, not streamserve.Infer")
+        return own.require_ready(), result, _row_count(result)
+
+    return route_own
+
+
+class _Bound:
+    """A plugin's Method with what the core adds: routing to a model, and how state is opened."""
+
+    __slots__ = ("_open", "close_state", "on_error", "postprocess", "preprocess", "ready", "route")
+
+    def __init__(self, method: Method, route: Route, plugin: ServedPlugin, repository: Repository) -> None:
+        self.preprocess = method.preprocess
+        self.postprocess = method.postprocess
+        self.close_state = method.close_state
+        self.on_error = method.on_error
+        self.route = route
+        settings = plugin.settings
+        own = plugin.own
+        if own is None:
+            self._open: Callable[[], Any] = lambda: method.open_state(settings, repository)
+            self.ready: Callable[[], object] = lambda: None  # readiness is per model and per request
+        else:
+            self._open = lambda: method.open_state(settings)
+            self.ready = own.require_ready  # refuse at once, before reading anything
+
+    def open_state(self) -> Any:
+        return self._open()
+
+
 def _row_count(rows: Rows) -> int:
     for value in rows.values():
         return len(value)
     return 0
 
 
-async def _infer(plugin: ServedPlugin, method: Method, request: Message, state: Any) -> Outputs:
-    rows = method.preprocess(request, state)
-    future = await plugin.require_ready().submit(rows, _row_count(rows))
-    return await future
+async def _submit(method: _Bound, request: Message, state: Any) -> asyncio.Future[Outputs]:
+    batcher, rows, count = method.route(method.preprocess(request, state))
+    return await batcher.submit(rows, count)
+
+
+async def _infer(method: _Bound, request: Message, state: Any) -> Outputs:
+    return await (await _submit(method, request, state))
 
 
 @contextlib.asynccontextmanager
 async def _one_request(
-    plugin: ServedPlugin, calls: Calls, counted: MethodMetrics, method: Method, where: str,
+    plugin: ServedPlugin, calls: Calls, counted: MethodMetrics, method: _Bound, where: str,
     request: Message, context: grpc.aio.ServicerContext,
 ) -> AsyncIterator[Any]:
     """A unary or server-streaming call: admitted, counted, its state opened and closed, any
@@ -87,9 +144,9 @@ async def _one_request(
     counted.received.inc()
     state = None
     try:
-        plugin.require_ready()
-        state = method.open_state(plugin.settings)
-        outputs = await _infer(plugin, method, request, state)
+        method.ready()
+        state = method.open_state()
+        outputs = await _infer(method, request, state)
         yield method.postprocess(outputs, request, state)
     except Exception as exc:
         _failed(plugin, counted, exc)
@@ -100,7 +157,7 @@ async def _one_request(
 
 
 def _unary(
-    plugin: ServedPlugin, calls: Calls, counted: MethodMetrics, method: Method, where: str
+    plugin: ServedPlugin, calls: Calls, counted: MethodMetrics, method: _Bound, where: str
 ) -> Callable[[Message, grpc.aio.ServicerContext], Awaitable[Message]]:
     async def handle(request: Message, context: grpc.aio.ServicerContext) -> Message:
         started = time.perf_counter()
@@ -116,7 +173,7 @@ def _unary(
 
 
 def _server_streaming(
-    plugin: ServedPlugin, calls: Calls, counted: MethodMetrics, method: Method, where: str
+    plugin: ServedPlugin, calls: Calls, counted: MethodMetrics, method: _Bound, where: str
 ) -> Callable[[Message, grpc.aio.ServicerContext], AsyncIterator[Message]]:
     async def handle(
         request: Message, context: grpc.aio.ServicerContext
@@ -135,7 +192,7 @@ def _server_streaming(
 
 
 def _bidi(
-    plugin: ServedPlugin, calls: Calls, counted: MethodMetrics, method: Method, where: str
+    plugin: ServedPlugin, calls: Calls, counted: MethodMetrics, method: _Bound, where: str
 ) -> Callable[[AsyncIterator[Message], grpc.aio.ServicerContext], AsyncIterator[Message]]:
     async def read(requests: AsyncIterator[Message], stream: Stream) -> None:
         """Take messages off the wire, preprocess them and queue their futures, in order."""
@@ -158,10 +215,16 @@ def _bidi(
                 heard = stream.last_heard = now()
                 counted.received.inc()
                 if not stream.opened:
-                    stream.state = method.open_state(plugin.settings)
+                    stream.state = method.open_state()
                     stream.opened = True
-                rows = method.preprocess(request, stream.state)
-                future = await plugin.require_ready().submit(rows, _row_count(rows))
+                try:
+                    future = await _submit(method, request, stream.state)
+                except StreamserveError as exc:
+                    if method.on_error is None:
+                        raise
+                    # Answered in-band, in its turn; the stream goes on.
+                    future = asyncio.get_running_loop().create_future()
+                    future.set_exception(exc)
                 stream.add(request, future, heard)
                 index += 1
         except asyncio.CancelledError:
@@ -193,7 +256,7 @@ def _bidi(
                  extra={"stream_id": stream.id, "plugin": plugin.spec.name, "method": where})
         stream.reader = asyncio.get_running_loop().create_task(read(requests, stream))
         try:
-            plugin.require_ready()
+            method.ready()
             items = stream.items
             while True:
                 if not items or not _answerable(items[0]):
@@ -207,7 +270,15 @@ def _bidi(
                 if isinstance(second, Exception):
                     failed_at = f"{where} message {first}"
                     raise second
-                response = method.postprocess(second.result(), first, stream.state)
+                response: Any
+                try:
+                    outputs = second.result()
+                except StreamserveError as exc:
+                    if method.on_error is None:
+                        raise
+                    response = method.on_error(exc, first, stream.state)
+                else:
+                    response = method.postprocess(outputs, first, stream.state)
                 if not isinstance(response, Message):
                     raise _not_a_message(response)
                 stream.room.release()
@@ -254,6 +325,6 @@ def _not_a_message(value: object) -> TypeError:
     return TypeError(f"the plugin's postprocess returned {type(value).__name__}, not a response message")
 
 
-def _close(method: Method, state: Any) -> None:
+def _close(method: _Bound, state: Any) -> None:
     if method.close_state is not None and state is not None:
         method.close_state(state)

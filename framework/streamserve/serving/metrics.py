@@ -9,10 +9,10 @@ is a counter increment and a histogram observation.
     streamserve_messages_sent_total{service,method}         response messages written
     streamserve_message_latency_seconds{service,method}     request read -> its response handed to gRPC
     streamserve_call_errors_total{service,method,code}      calls that ended in an error, by status code
-    streamserve_batch_rows{plugin}                          rows per model call
-    streamserve_queued_rows{plugin}                         rows waiting for the model now
-    streamserve_model_info{plugin,version}                  1 for the model version being served
-    streamserve_model_load_failures_total{plugin}           model loads (start-up or reload) that failed
+    streamserve_batch_rows{model}                           rows per model call
+    streamserve_queued_rows{model}                          rows waiting for the model now
+    streamserve_model_info{model,version}                   1 for the model version being served
+    streamserve_model_load_failures_total{model}            model loads (start-up or reload) that failed
 """
 
 from __future__ import annotations
@@ -76,20 +76,20 @@ class Metrics:
             (*service_method, "code"), registry=self.registry,
         )
         self.batch_rows = Histogram(
-            "streamserve_batch_rows", "Rows per model call.", ("plugin",),
+            "streamserve_batch_rows", "Rows per model call.", ("model",),
             buckets=BATCH_BUCKETS, registry=self.registry,
         )
         self.queued_rows = Gauge(
-            "streamserve_queued_rows", "Rows waiting for the model now.", ("plugin",),
+            "streamserve_queued_rows", "Rows waiting for the model now.", ("model",),
             registry=self.registry,
         )
         self.model_info = Gauge(
-            "streamserve_model_info", "1 for the model version a plugin serves.",
-            ("plugin", "version"), registry=self.registry,
+            "streamserve_model_info", "1 for the version of each model being served.",
+            ("model", "version"), registry=self.registry,
         )
         self.load_failures = Counter(
             "streamserve_model_load_failures", "Model loads (start-up or reload) that failed.",
-            ("plugin",), registry=self.registry,
+            ("model",), registry=self.registry,
         )
         self._http: tuple[WSGIServer, threading.Thread] | None = None
         self._versions: dict[str, str] = {}
@@ -97,17 +97,17 @@ class Metrics:
     def method(self, service: str, method: str) -> MethodMetrics:
         return MethodMetrics(self, service, method)
 
-    def watch_queue(self, plugin: str, depth: Callable[[], float]) -> None:
-        self.queued_rows.labels(plugin).set_function(depth)
+    def watch_queue(self, model: str, depth: Callable[[], float]) -> None:
+        self.queued_rows.labels(model).set_function(depth)
 
-    def model_served(self, plugin: str, version: str) -> None:
+    def model_served(self, model: str, version: str) -> None:
         """Only the version served now has a series: a dashboard sees the switch."""
         version = version or "-"
-        previous = self._versions.get(plugin)
+        previous = self._versions.get(model)
         if previous is not None and previous != version:
-            self.model_info.remove(plugin, previous)
-        self._versions[plugin] = version
-        self.model_info.labels(plugin, version).set(1)
+            self.model_info.remove(model, previous)
+        self._versions[model] = version
+        self.model_info.labels(model, version).set(1)
 
     def serve(self, address: str) -> int:
         """Start the ``/metrics`` HTTP endpoint; returns its port (useful with port 0)."""

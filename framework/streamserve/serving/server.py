@@ -19,12 +19,13 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from streamserve.config import ServerConfig, StreamserveConfig, plugin_settings
 from streamserve.errors import ConfigError, ModelLoadError, StreamserveError
 from streamserve.plugins import DiscoveredPlugin
-from streamserve.runtime import Batcher, Model, load_model, resolve_version
+from streamserve.runtime import Batcher, Model, resolve_version
 from streamserve.serving.calls import Calls
 from streamserve.serving.handlers import service_handler
 from streamserve.serving.metrics import Metrics
 from streamserve.serving.plugin import ServedPlugin
 from streamserve.serving.reflection import enable_reflection
+from streamserve.serving.repository import Repository, ServedModel
 from streamserve.serving.security import TransportSecurity, serve_health_only
 
 __all__ = ["ServedPlugin", "Server"]
@@ -65,6 +66,12 @@ class Server:
         services = [p.service_name for p in self.plugins]
         if len(set(services)) != len(services):
             raise ConfigError(f"{source}: two enabled plugins serve the same service: {services}")
+        self.repository = Repository()
+        """Every model served: each model plugin's own, and the model repository's."""
+        for plugin in self.plugins:
+            if plugin.own is not None:
+                self.repository.models[plugin.spec.name] = plugin.own
+        self.repository.add_repository(config.model_repository, source=source)
         self.health = health.aio.HealthServicer()
         self.calls = Calls(config.server.max_concurrent_streams, config.server.stream_idle_timeout_seconds)
         self.metrics = Metrics()
@@ -72,7 +79,7 @@ class Server:
         """The bound port of ``metrics.address`` once started; 0 if there is none."""
         self._server: grpc.aio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self._reload_locks = {p.spec.name: asyncio.Lock() for p in self.plugins}
+        self._reload_lock = asyncio.Lock()
         self._rejected: set[tuple[Path, float]] = set()
         self.port = 0
         # Transport security (serving/security.py): certificates and tokens are read here, so a
@@ -118,7 +125,7 @@ class Server:
             ]
         )
         server.add_generic_rpc_handlers(
-            [service_handler(p, self.calls, self.metrics) for p in self.plugins]
+            [service_handler(p, self.repository, self.calls, self.metrics) for p in self.plugins]
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         if limits.reflection:
@@ -142,87 +149,115 @@ class Server:
                  ", ".join(p.service_name for p in self.plugins) or "none")
 
     async def load_models(self) -> None:
-        """Load, check and warm every plugin's model; each service turns SERVING when its is ready.
+        """Load, check and warm every model; each service turns SERVING when its models are ready.
 
-        A plugin whose model fails stops start-up (``on_plugin_error: fail``, raising the error), or
-        is reported and left NOT_SERVING while the others serve (``continue``). Then each plugin
-        with a ``model_path`` is watched for new versions.
+        A model that fails stops start-up (``on_plugin_error: fail``, raising the error), or is
+        reported and left not ready while the others serve (``continue``): its plugin's service
+        stays NOT_SERVING if it is the plugin's own model; a repository model is reported by the
+        protocols' own readiness calls. Then every model with a directory is watched for new
+        versions.
         """
+        for model in self.repository.all():
+            await self._load(model)
         for plugin in self.plugins:
-            try:
-                model = await asyncio.to_thread(plugin.load)
-            except StreamserveError as exc:
-                if self.config.on_plugin_error == "fail":
-                    raise
-                plugin.load_error = str(exc)
-                self.metrics.load_failures.labels(plugin.spec.name).inc()
-                log.error("plugin %r is NOT_SERVING: %s", plugin.spec.name, exc)
-                continue
-            await self._serve_model(plugin, model)
-        for plugin in self.plugins:
-            poll = plugin.config.model_poll_seconds
-            if plugin.config.model_path is not None and poll is not None:
-                self._spawn(self._poll(plugin, poll))
+            own = plugin.own
+            if own is None or own.batcher is not None:
+                await self.health.set(plugin.service_name, SERVING)
+        poll = {p.own.name: p.config.model_poll_seconds for p in self.plugins if p.own is not None}
+        for model in self.repository.all():
+            interval = poll.get(model.name, self.config.model_repository.poll_seconds)
+            if model.watched is not None and interval is not None:
+                self._spawn(self._poll(model, interval))
+        if self.config.model_repository.path is not None:
+            interval = self.config.model_repository.poll_seconds
+            if interval is not None:
+                self._spawn(self._poll_repository(interval))
+
+    async def _load(self, model: ServedModel) -> None:
+        try:
+            loaded = await asyncio.to_thread(model.load)
+        except StreamserveError as exc:
+            if self.config.on_plugin_error == "fail":
+                raise
+            model.load_error = str(exc)
+            self.metrics.load_failures.labels(model.name).inc()
+            log.error("model %r (%s) is not ready: %s", model.name, model.owner, exc)
+            return
+        await self._serve_model(model, loaded)
 
     async def reload_models(self) -> None:
-        """Look for new model versions of every plugin now (SIGHUP does this)."""
-        for plugin in self.plugins:
-            await self.reload(plugin)
+        """Look for new model versions, and new repository models, now (SIGHUP does this)."""
+        for model in self.repository.all():
+            await self.reload(model)
+        await self._discover_models()
 
-    async def reload(self, plugin: ServedPlugin) -> bool:
-        """Serve the newest version under the plugin's ``model_path`` if it is not served yet.
+    async def reload(self, model: ServedModel) -> bool:
+        """Serve the newest version under the model's directory if it is not served yet.
 
         The new version is loaded, checked and warmed in a worker thread while the old one goes on
         serving; then the batcher switches between two batches, so no call sees an error. A version
         that fails is logged and skipped (until its files change); the old one keeps serving.
         """
-        base = plugin.config.model_path
+        base = model.watched
         if base is None:
             return False
-        async with self._reload_locks[plugin.spec.name]:
+        async with self._reload_lock:
             try:
                 directory, version = resolve_version(base)
             except ModelLoadError:
                 return False
-            if plugin.model is not None and plugin.model.path == directory:
+            if model.model is not None and model.model.path == directory:
                 return False
             attempt = (directory, _newest_mtime(directory))
             if attempt in self._rejected:
                 return False
             try:
-                model = await asyncio.to_thread(load_model, directory, plugin.signature(),
-                                                plugin=plugin.spec.name)
+                loaded = await asyncio.to_thread(model.load, directory)
             except StreamserveError as exc:
                 self._rejected.add(attempt)
-                self.metrics.load_failures.labels(plugin.spec.name).inc()
-                serving = plugin.model.version if plugin.model else "none"
-                log.error("rejected version %s of plugin %r's model: %s; still serving version %s",
-                          version, plugin.spec.name, exc, serving)
+                self.metrics.load_failures.labels(model.name).inc()
+                serving = model.model.version if model.model else "none"
+                log.error("rejected version %s of model %r (%s): %s; still serving version %s",
+                          version, model.name, model.owner, exc, serving)
                 return False
-            await self._serve_model(plugin, model)
+            await self._serve_model(model, loaded)
             return True
 
-    async def _poll(self, plugin: ServedPlugin, interval: float) -> None:
+    async def _poll(self, model: ServedModel, interval: float) -> None:
         while True:
             await asyncio.sleep(interval)
-            await self.reload(plugin)
+            await self.reload(model)
 
-    async def _serve_model(self, plugin: ServedPlugin, model: Model) -> None:
-        if plugin.batcher is None:
-            batch_rows = self.metrics.batch_rows.labels(plugin.spec.name)
-            batcher = Batcher(model.call, plugin.config.batching, name=f"model-{plugin.spec.name}",
-                              on_batch=batch_rows.observe,
-                              version=model.version)
+    async def _poll_repository(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            await self._discover_models()
+
+    async def _discover_models(self) -> None:
+        """Load the models that appeared under ``model_repository.path`` (and watch them)."""
+        interval = self.config.model_repository.poll_seconds
+        for model in self.repository.discover(self.config.model_repository):
+            log.info("new model %r in the model repository", model.name)
+            await self._load(model)
+            if interval is not None:
+                self._spawn(self._poll(model, interval))
+
+    async def _serve_model(self, served: ServedModel, model: Model) -> None:
+        if served.batcher is None:
+            batch_rows = self.metrics.batch_rows.labels(served.name)
+            batcher = Batcher(model.call, served.batching_for(model), name=f"model-{served.name}",
+                              on_batch=batch_rows.observe, version=model.version)
             batcher.start()
-            plugin.batcher = batcher
+            served.batcher = batcher
         else:
-            plugin.batcher.swap(model.call, model.version)
-        plugin.model, plugin.load_error = model, None
-        self.metrics.watch_queue(plugin.spec.name, lambda: float(_queued_rows(plugin)))
-        self.metrics.model_served(plugin.spec.name, model.version)
-        await self.health.set(plugin.service_name, SERVING)
-        log.info("%s is SERVING model version %s (%s)", plugin.service_name,
-                 model.version or "-", model.path)
+            served.batcher.swap(model.call, model.version)
+        served.model, served.load_error = model, None
+        self.metrics.watch_queue(served.name, lambda: float(_queued_rows(served)))
+        self.metrics.model_served(served.name, model.version)
+        for plugin in self.plugins:
+            if plugin.own is served:
+                await self.health.set(plugin.service_name, SERVING)
+        log.info("model %r is SERVING version %s (%s)", served.name, model.version or "-", model.path)
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(work)
@@ -248,10 +283,10 @@ class Server:
         if self._health_server is not None:  # kept up through the drain: probes see NOT_SERVING
             await self._health_server.stop(0)
             self._health_server = None
-        for plugin in self.plugins:
-            if plugin.batcher is not None:
-                await plugin.batcher.close()
-                plugin.batcher = None
+        for model in self.repository.all():
+            if model.batcher is not None:
+                await model.batcher.close()
+                model.batcher = None
         self.metrics.close()
 
     async def wait_for_termination(self) -> None:
@@ -277,6 +312,6 @@ def _connection_age_options(limits: ServerConfig) -> list[tuple[str, int]]:
     return options
 
 
-def _queued_rows(plugin: ServedPlugin) -> int:
-    """Rows waiting for ``plugin``'s model (0 when it has none)."""
-    return plugin.batcher.queued_rows if plugin.batcher is not None else 0
+def _queued_rows(model: ServedModel) -> int:
+    """Rows waiting for ``model`` (0 before it is loaded)."""
+    return model.batcher.queued_rows if model.batcher is not None else 0

@@ -1,0 +1,214 @@
+"""The models a server serves, by name: each with its source, its batcher once loaded, its status.
+
+A model plugin's own model is named after the plugin. The model repository (``model_repository:``
+in the YAML) adds models by name for protocol plugins: every ``<name>/`` folder under its ``path``,
+and the models it lists (a path, or the model a plugin already serves: one object, so one load and
+one batcher whichever protocol the rows come from). :class:`Repository` is also the read-only
+:class:`~streamserve.contract.Models` view that protocol plugins get.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from streamserve.config import BatchingConfig, RepositoryConfig
+from streamserve.contract import Infer, ModelInfo, Rows, Signature, TensorSpec
+from streamserve.errors import ConfigError, InvalidArgument, ModelLoadError, NotFound, Unavailable
+from streamserve.runtime import Batcher, Model, load_model
+
+__all__ = ["Repository", "ServedModel"]
+
+
+@dataclass(eq=False)
+class ServedModel:
+    """One model: where it comes from, and once it is loaded, its batcher."""
+
+    name: str
+    owner: str
+    """Who asked for it, for messages: ``plugin 'anomaly'`` or ``model_repository``."""
+    locate: Callable[[], Path]
+    """The configured directory, or a plugin's default model (which it may build first)."""
+    watched: Path | None
+    """The directory polled for new versions; None for a default model (never replaced)."""
+    signature: Signature | str
+    """A plugin's declared signature (checked), or the name of the signature to read from the model."""
+    batching: BatchingConfig
+    model: Model | None = None
+    batcher: Batcher | None = None
+    """Set once the model is loaded and warm: from then on it is ready."""
+    load_error: str | None = None
+    """Why the model could not be loaded (with ``on_plugin_error: continue``), or None."""
+
+    def load(self, directory: Path | None = None) -> Model:
+        """Load, check and warm the model (``directory``, else where it comes from). Blocking."""
+        if directory is None:
+            try:
+                directory = self.locate()
+            except ModelLoadError:
+                raise
+            except Exception as exc:  # a plugin's default_model() building its model
+                raise ModelLoadError(f"building the default model failed: {exc}") from exc
+        return load_model(directory, self.signature, plugin=self.owner)
+
+    def batching_for(self, model: Model) -> BatchingConfig:
+        """A model whose batch dimension is fixed cannot share calls: one request per call."""
+        if model.signature.batchable:
+            return self.batching
+        return self.batching.model_copy(update={"max_batch_size": 1})
+
+    def require_ready(self) -> Batcher:
+        if self.batcher is None:
+            if self.load_error is not None:
+                raise Unavailable(
+                    f"model {self.name!r} is not available: it failed to load ({self.load_error}); "
+                    "the server log has the details"
+                )
+            raise Unavailable(
+                f"model {self.name!r} is not ready: the model is still loading; retry shortly"
+            )
+        return self.batcher
+
+    def info(self) -> ModelInfo:
+        model = self.model
+        ready = self.batcher is not None
+        reason = "" if ready else (self.load_error or "loading")
+        if model is None:
+            return ModelInfo(self.name, ready, reason=reason)
+        return ModelInfo(self.name, ready, model.version, model.signature, reason)
+
+
+class Repository:
+    """Every served model by name; the :class:`~streamserve.contract.Models` view of protocol
+    plugins (only the repository's names are visible there, not the plugins' own models)."""
+
+    def __init__(self) -> None:
+        self.models: dict[str, ServedModel] = {}
+        """Models by name: every plugin's own and the repository's."""
+        self.public: dict[str, ServedModel] = {}
+        """The repository's models, by the name clients use."""
+
+    def all(self) -> list[ServedModel]:
+        """Every distinct model (one shared by a plugin and the repository counts once)."""
+        return list({id(m): m for m in (*self.models.values(), *self.public.values())}.values())
+
+    def add_repository(self, config: RepositoryConfig, *, source: str) -> None:
+        """The models of ``model_repository``: folders under its path, then the listed ones."""
+        if config.path is not None:
+            if not config.path.is_dir():
+                raise ConfigError(f"{source}: model_repository.path: {config.path} is not a folder")
+            for folder in sorted(config.path.iterdir()):
+                if folder.is_dir() and not folder.name.startswith("."):
+                    self.public[folder.name] = _repository_model(
+                        folder.name, folder, "serving_default", config.batching
+                    )
+        for name, entry in config.models.items():
+            if entry.plugin is not None:
+                shared = self.models.get(entry.plugin)
+                if shared is None:
+                    raise ConfigError(
+                        f"{source}: model_repository.models.{name}.plugin: no enabled model plugin "
+                        f"is named {entry.plugin!r} (enabled: {', '.join(sorted(self.models)) or 'none'})"
+                    )
+                self.public[name] = shared
+            else:
+                assert entry.path is not None
+                self.public[name] = _repository_model(
+                    name, entry.path, entry.signature, entry.batching or config.batching
+                )
+
+    def discover(self, config: RepositoryConfig) -> list[ServedModel]:
+        """Models that appeared under the repository's path since start-up (added, not yet loaded)."""
+        if config.path is None or not config.path.is_dir():
+            return []
+        new = []
+        for folder in sorted(config.path.iterdir()):
+            if folder.is_dir() and not folder.name.startswith(".") and folder.name not in self.public:
+                model = _repository_model(folder.name, folder, "serving_default", config.batching)
+                self.public[folder.name] = model
+                new.append(model)
+        return new
+
+    # -- the Models view ----------------------------------------------------------------------
+
+    def names(self) -> list[str]:
+        return sorted(self.public)
+
+    def get(self, name: str, version: str = "") -> ModelInfo:
+        return self._find(name, version).info()
+
+    def _find(self, name: str, version: str) -> ServedModel:
+        model = self.public.get(name)
+        if model is None:
+            raise NotFound(f"unknown model {name!r} (served: {', '.join(self.names()) or 'none'})")
+        served = model.model.version if model.model is not None else ""
+        if version and model.model is not None and version != served:
+            raise NotFound(f"model {name!r} has no version {version!r} being served "
+                           f"(serving version {served or '-'})")
+        return model
+
+    def route(self, infer: Infer) -> tuple[Batcher, Rows, int]:
+        """Where a protocol plugin's rows go: the model's batcher, the checked rows and their count.
+
+        Raises NotFound (model or version), Unavailable (not ready) or InvalidArgument (rows that do
+        not fit the model's signature: the field is the input's name).
+        """
+        model = self._find(infer.model, infer.version)
+        batcher = model.require_ready()
+        if infer.version and model.model is not None and infer.version != model.model.version:
+            raise NotFound(f"model {infer.model!r} has no version {infer.version!r} being served")
+        if not infer.rows:
+            return batcher, {}, 0
+        assert model.model is not None
+        count = _check_rows(infer.rows, model.model.signature, infer.model)
+        return batcher, infer.rows, count
+
+
+def _repository_model(name: str, path: Path, signature: str, batching: BatchingConfig) -> ServedModel:
+    return ServedModel(name=name, owner=f"model {name!r} of model_repository", locate=lambda: path,
+                       watched=path, signature=signature, batching=batching)
+
+
+def _check_rows(rows: Rows, signature: Signature, model: str) -> int:
+    """The row count of ``rows``, after checking them against the signature; InvalidArgument if not."""
+    expected = {spec.name: spec for spec in signature.inputs}
+    if missing := sorted(set(expected) - set(rows)):
+        spec = expected[missing[0]]
+        raise InvalidArgument(spec.name, f"model {model!r} needs input {spec.describe()}; "
+                              f"the request has {sorted(rows) or 'none'}")
+    if unexpected := sorted(set(rows) - set(expected)):
+        raise InvalidArgument(unexpected[0], f"model {model!r} has no such input; its inputs are "
+                              f"{', '.join(s.describe() for s in signature.inputs)}")
+    count = -1
+    for name, value in rows.items():
+        spec = expected[name]
+        _check_tensor(name, value, spec)
+        if count == -1:
+            count = len(value)
+        elif len(value) != count:
+            raise InvalidArgument(name, f"has {len(value)} rows but another input has {count}; "
+                                  "every input needs the same first (batch) dimension")
+    return max(count, 0)
+
+
+def _check_tensor(name: str, value: Any, spec: TensorSpec) -> None:
+    got = _dtype_name(value)
+    if got != spec.dtype:
+        raise InvalidArgument(name, f"expected {spec.describe()}, got {got}{list(np.shape(value))}")
+    shape = np.shape(value)
+    if len(shape) != len(spec.shape) or any(
+        want is not None and want != have for want, have in zip(spec.shape, shape, strict=True)
+    ):
+        raise InvalidArgument(name, f"expected {spec.describe()}, got shape {list(shape)}")
+
+
+def _dtype_name(value: Any) -> str:
+    dtype = np.asarray(value).dtype
+    if dtype.kind in "OSU":
+        return "string"
+    return dtype.name
+
