@@ -33,6 +33,18 @@ def build_fixed_batch_model(path: Path) -> Path:
     return path
 
 
+def build_scalar_model(path: Path) -> Path:
+    """A model of one scalar: ``x: float32[] -> y: float32[] = x * x`` (no batch dimension at all)."""
+    import tensorflow as tf
+
+    @tf.function(input_signature=[tf.TensorSpec([], tf.float32, name="x")])
+    def serve(x: tf.Tensor) -> dict[str, tf.Tensor]:
+        return {"y": x * x}
+
+    tf.saved_model.save(tf.Module(), str(path), signatures={"serving_default": serve.get_concrete_function()})
+    return path
+
+
 @pytest.fixture(scope="module")
 def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``affine/1`` (y = 2x + 1), ``double/1`` and ``double/2`` (y = 2x then 3x), ``fixed/1``."""
@@ -41,6 +53,7 @@ def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
     build_affine_model(root / "double" / "1", scale=2.0, bias=0.0)
     build_affine_model(root / "double" / "2", scale=3.0, bias=0.0)
     build_fixed_batch_model(root / "fixed" / "1")
+    build_scalar_model(root / "scalar" / "1")
     return root
 
 
@@ -60,7 +73,7 @@ async def test_every_folder_is_a_model_served_at_its_newest_version(repository: 
     try:
         await server.load_models()
         models = server.repository
-        assert models.names() == ["affine", "double", "fixed"]
+        assert models.names() == ["affine", "double", "fixed", "scalar"]
         double = models.get("double")
         assert double.ready and double.version == "2"
         assert double.signature is not None
@@ -71,7 +84,7 @@ async def test_every_folder_is_a_model_served_at_its_newest_version(repository: 
         np.testing.assert_array_equal(out["y"], [3.0])
         with pytest.raises(NotFound, match="no version '1'"):
             models.get("double", "1")
-        with pytest.raises(NotFound, match=r"unknown model 'nope' \(served: affine, double, fixed\)"):
+        with pytest.raises(NotFound, match=r"unknown model 'nope' \(served: affine, double, fixed, scalar\)"):
             server.repository.route(Infer("nope", {}))
     finally:
         await server.stop(0)
@@ -127,6 +140,17 @@ async def test_a_model_with_a_fixed_batch_dimension_runs_one_request_per_call(
             np.testing.assert_array_equal(out["total"], (x + k).sum(axis=1))
         with pytest.raises(InvalidArgument, match="expected x: float32\\[2, 3\\]"):
             server.repository.route(Infer("fixed", {"x": np.zeros((1, 3), np.float32)}))
+    finally:
+        await server.stop(0)
+
+
+async def test_a_model_of_scalars_is_served_one_request_per_call(repository: Path) -> None:
+    server = make_server(f"model_repository: {{path: {repository}}}")
+    await server.start()
+    try:
+        await server.load_models()
+        out = await infer(server, Infer("scalar", {"x": np.array(3.0, np.float32)}))
+        assert out["y"].shape == () and float(out["y"]) == 9.0
     finally:
         await server.stop(0)
 

@@ -88,7 +88,8 @@ class TensorSpec:
     """The full shape including the leading batch dimension; ``None`` is a dimension of any size."""
 
     def __post_init__(self) -> None:
-        np.dtype(self.dtype)  # fails early, naming the bad dtype
+        if self.dtype != "string":  # tf.string: rows are NumPy object arrays of bytes
+            np.dtype(self.dtype)  # fails early, naming the bad dtype
         if not self.shape or self.shape[0] is not None:
             raise ValueError(
                 f"tensor {self.name!r}: the first dimension is the batch and must be None, "
@@ -164,7 +165,7 @@ def _no_state(settings: BaseModel | None, *models: Models) -> None:
 class Method:
     """How one RPC method of the plugin's service turns messages into model rows and back."""
 
-    preprocess: Callable[[Any, Any], Rows]
+    preprocess: Callable[[Any, Any], Rows | Infer]
     postprocess: Callable[[Outputs, Any, Any], Message | Iterable[Message]]
     open_state: Callable[..., Any] = _no_state
     """``open_state(settings)``; for a protocol plugin ``open_state(settings, models)``."""

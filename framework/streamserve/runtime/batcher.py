@@ -186,6 +186,8 @@ class Batcher:
             # run each alone, so only the culprit gets the error.
             alone = [self._run_alone(call, version, item) for item in batch]
             return alone, [item.count for item, result in alone if isinstance(result, Outputs)]
+        if len(batch) == 1:  # nothing to split (and a model's scalar outputs stay as they are)
+            return [(batch[0], Outputs(outputs, version))], [size]
         results: list[tuple[_Pending, Outputs | Exception]] = []
         offset = 0
         for item in batch:
@@ -235,12 +237,16 @@ def _run_model(call: ModelCall, batch: list[_Pending], size: int) -> dict[str, n
         inputs = {k: np.concatenate([item.rows[k] for item in batch]) for k in batch[0].rows}
     outputs = call(inputs)
     for name, value in outputs.items():
-        if len(value) != size:
+        if np.ndim(value) == 0 and len(batch) == 1:
+            continue  # a model that is not batchable may return a scalar for its one request
+        if np.ndim(value) == 0 or len(value) != size:
             raise StreamserveError(
-                f"model output {name!r} has {len(value)} rows for {size} input rows; "
+                f"model output {name!r} has {len(value) if np.ndim(value) else 'no'} rows for "
+                f"{size} input rows; "
                 "every output needs the batch dimension first"
             )
     return outputs
+
 
 def _unloaded() -> Unavailable:
     return Unavailable("the model was unloaded; retry")

@@ -187,10 +187,11 @@ def _check_rows(rows: Rows, signature: Signature, model: str) -> int:
     for name, value in rows.items():
         spec = expected[name]
         _check_tensor(name, value, spec)
+        rows_here = len(value) if np.ndim(value) else 1  # a scalar input (rank 0) is one row
         if count == -1:
-            count = len(value)
-        elif len(value) != count:
-            raise InvalidArgument(name, f"has {len(value)} rows but another input has {count}; "
+            count = rows_here
+        elif rows_here != count:
+            raise InvalidArgument(name, f"has {rows_here} rows but another input has {count}; "
                                   "every input needs the same first (batch) dimension")
     return max(count, 0)
 

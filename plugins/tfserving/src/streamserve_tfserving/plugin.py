@@ -1,0 +1,74 @@
+"""The ``tfserving`` plugin: TF Serving's ``tensorflow.serving.PredictionService`` for the model repository.
+
+Found through the entry point ``tfserving = "streamserve_tfserving.plugin"`` of the group
+``streamserve.plugins``. A protocol plugin (``signature=None``): it serves every model of the
+server's ``model_repository:`` by the name in the request's ``model_spec``. ``Predict`` and
+``GetModelMetadata`` are served; ``Classify``, ``Regress`` and ``MultiInference`` (tf.Example
+inputs and classification/regression signatures) answer UNIMPLEMENTED. Importing this module is
+cheap: no TensorFlow (see :mod:`streamserve_tfserving.apis`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+import streamserve
+from streamserve import Infer, Method, Models, Outputs, PluginSpec, Unimplemented
+from streamserve_tfserving import metadata, predict
+from streamserve_tfserving.apis import PREDICTION_SERVICE
+
+__all__ = ["SERVED_METHODS", "SPEC", "streamserve_register"]
+
+SERVED_METHODS = ("Predict", "GetModelMetadata")
+
+
+def open_state(settings: None, models: Models) -> Models:
+    """A call's state is the repository view: requests name their model."""
+    return models
+
+
+def _unimplemented(method: str) -> Method:
+    def refuse(request: Any, models: Models) -> Infer:
+        raise Unimplemented(
+            f"{method} is not served by streamserve's TF Serving API (it serves "
+            f"{' and '.join(SERVED_METHODS)}); call Predict with the model's signature instead"
+        )
+
+    def never(outputs: Outputs, request: Any, models: Models) -> NoReturn:
+        raise AssertionError(f"{method} never reaches a model")
+
+    return _method(refuse, never)
+
+
+def _method(
+    preprocess: Callable[[Any, Models], Infer], postprocess: Callable[[Outputs, Any, Models], Any]
+) -> Method:
+    return Method(preprocess, postprocess, open_state=open_state)
+
+
+SPEC = PluginSpec(
+    name="tfserving",
+    service=PREDICTION_SERVICE,
+    methods={
+        "Predict": _method(predict.preprocess, predict.postprocess),
+        "GetModelMetadata": _method(metadata.preprocess, metadata.postprocess),
+        **{
+            rpc.name: _unimplemented(rpc.name)
+            for rpc in PREDICTION_SERVICE.methods
+            if rpc.name not in SERVED_METHODS
+        },
+    },
+    signature=None,
+    extra={
+        "models": "every model of model_repository, by model_spec.name",
+        "served": ", ".join(SERVED_METHODS),
+    },
+)
+"""The one servable this plugin provides."""
+
+
+@streamserve.hookimpl
+def streamserve_register(register: Callable[[PluginSpec], None]) -> None:
+    """Hand the core :data:`SPEC`."""
+    register(SPEC)
