@@ -21,9 +21,11 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY framework ./framework
 COPY plugins/anomaly ./plugins/anomaly
+COPY plugins/oip ./plugins/oip
+COPY plugins/tfserving ./plugins/tfserving
 # Not editable: the runtime stage has no /src. The plugin's "streamserve" requirement is met by the
 # core installed in the same command.
-RUN pip install /src /src/plugins/anomaly
+RUN pip install /src /src/plugins/anomaly /src/plugins/oip /src/plugins/tfserving
 
 # Bake the default model in at build time with the plugin's own trainer (seed 0, synthetic data),
 # so the container starts serving without training anything. A step of its own, so the build

@@ -16,11 +16,11 @@ help:
 	@echo "make nab     score the anomaly detector on ../shared/data/nab over gRPC (docs/anomaly.md)"
 
 # The virtualenv is rebuilt when a dependency list changes.
-$(STAMP): pyproject.toml plugins/anomaly/pyproject.toml
+$(STAMP): pyproject.toml plugins/anomaly/pyproject.toml plugins/oip/pyproject.toml plugins/tfserving/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "streamserve needs Python 3.11 or newer")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]' -e plugins/anomaly
+	$(BIN)/python -m pip install --quiet -e '.[dev]' -e plugins/anomaly -e plugins/oip -e plugins/tfserving
 	@touch $@
 
 run: $(STAMP)

@@ -57,6 +57,10 @@ class Job:
     """Global indices of this process's streams (they seed each stream's data)."""
     inflight: int = 1
     points: int = 1
+    protocol: str = "native"
+    """``native`` (the anomaly service), ``oip-unary`` (ModelInfer) or ``oip-stream`` (ModelStreamInfer)."""
+    model: str = "anomaly"
+    """The model an OIP request names."""
 
 
 @dataclass
@@ -155,7 +159,7 @@ def _open(channel: grpc.aio.Channel, points: int) -> Callable[[], grpc.aio.Strea
     )
 
 
-async def _lockstep(open_call: Callable[[], Any], source: _Source, stats: _Stats) -> None:
+async def _lockstep(open_call: Callable[[], Any], source: Any, stats: _Stats) -> None:
     """One message in flight: send, wait for its answer, repeat until ``t2``."""
     call = open_call()
     index = 0
@@ -181,8 +185,26 @@ async def _lockstep(open_call: Callable[[], Any], source: _Source, stats: _Stats
         call.cancel()
 
 
+async def _unary_lockstep(call: Any, source: Any, stats: _Stats) -> None:
+    """One unary call at a time, until ``t2``: a caller that waits for each answer."""
+    index = 0
+    clock = time.monotonic
+    try:
+        while clock() < stats.t2:
+            message, expected = source.message(index)
+            sent_at = clock()
+            stats.sent += 1
+            answer = await call(message)
+            stats.answer(sent_at, clock(), source.points)
+            if not source.check(answer, expected):
+                stats.mismatched += 1
+            index += 1
+    except (grpc.aio.AioRpcError, RuntimeError) as exc:
+        stats.error(exc)
+
+
 async def _pipelined(
-    open_call: Callable[[], Any], source: _Source, stats: _Stats, inflight: int
+    open_call: Callable[[], Any], source: Any, stats: _Stats, inflight: int
 ) -> None:
     """``inflight`` messages outstanding: a writer refills as a reader takes answers in order."""
     call = open_call()
@@ -248,13 +270,24 @@ async def _recv(conn: Connection, timeout: float = _COMMAND_TIMEOUT) -> tuple[An
 async def _timed(conn: Connection, job: Job) -> None:
     async with _channel(job.address) as channel:
         await asyncio.wait_for(channel.channel_ready(), _CONNECT_TIMEOUT)
-        open_call = _open(channel, job.points)
-        sources = [_Source(stream, job.points) for stream in job.streams]
+        sources: list[Any]
+        if job.protocol == "native":
+            open_call = _open(channel, job.points)
+            sources = [_Source(stream, job.points) for stream in job.streams]
+        else:
+            from benchmarks import oip_source
+
+            metadata = await oip_source.load(channel, job.model)
+            sources = [oip_source.OipSource(stream, metadata) for stream in job.streams]
+            open_call = (oip_source.unary_call if job.protocol == "oip-unary"
+                         else oip_source.stream_call)(channel)
         conn.send(("ready",))
         _, t0, t1, t2 = await _recv(conn)
         stats = _Stats(t1=t1, t2=t2)
         await asyncio.sleep(max(0.0, t0 - time.monotonic()))
-        if job.inflight == 1:
+        if job.protocol == "oip-unary":
+            runs = [_unary_lockstep(open_call, source, stats) for source in sources]
+        elif job.inflight == 1:
             runs = [_lockstep(open_call, source, stats) for source in sources]
         else:
             runs = [_pipelined(open_call, source, stats, job.inflight) for source in sources]

@@ -50,7 +50,8 @@ def run_timed(
     workers = pool.take(scenario.clients, scenario.streams)
     shares = split(list(range(scenario.streams)), len(workers))
     for worker, share in zip(workers, shares, strict=True):
-        worker.send("timed", Job(server.address, share, scenario.inflight, scenario.points))
+        worker.send("timed", Job(server.address, share, scenario.inflight, scenario.points,
+                                 protocol=scenario.protocol))
     for worker in workers:
         worker.expect("ready", _READY_TIMEOUT)
     peak_reset = reset_peak_rss(server.pid)

@@ -55,7 +55,7 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, An
         grouped.setdefault((record["scenario"], record["server"]), []).append(record)
     summary: dict[str, dict[str, dict[str, Any]]] = {}
     for (scenario, server), runs in grouped.items():
-        good = [r for r in runs if r.get("ok")]
+        good = [r for r in runs if r.get("ok") and not r.get("skipped")]
         entry: dict[str, Any] = {
             "repeats": len(runs),
             "ok": len(good) == len(runs) and bool(runs),

@@ -139,6 +139,8 @@ def _run_one(
                                         f"{server.process.returncode}: {server.log_tail(5)}"]}
     if scenario.chunked and not has_chunks():
         return {"ok": True, "skipped": "the proto has no DetectAnomalyChunks yet"}
+    if scenario.protocol != "native" and server.kind != "streamserve":
+        return {"ok": True, "skipped": "serves no Open Inference Protocol"}
     if scenario.idle:
         return run_idle(pool, server, scenario, timing_)
     return run_timed(pool, server, scenario, timing_, profile, gil=gil)

@@ -4,7 +4,10 @@ Each scenario isolates one question. *latency*: what one message costs end to en
 happens. *concurrency*: many clients that each wait for their answer (cross-stream batching is the
 only way to go faster than one model call per message). *throughput*: the same streams pipelined
 (read-ahead and bigger batches). *chunked*: many points per message (vectorised work per message).
-*idle*: what an open stream costs in memory, and whether closing it gives that back.
+*idle*: what an open stream costs in memory, and whether closing it gives that back. *oip-unary* and
+*oip-stream*: the concurrency scenario's load through the Open Inference Protocol (tritonclient's
+messages, the model named ``anomaly``), unary ``ModelInfer`` and streaming ``ModelStreamInfer``: what
+the standard protocol costs next to the native service, and a load any OIP server can be given.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ class Scenario:
     """Open the streams, send one message each, hold them, measure memory, close; no timing."""
     clients: int | None = None
     """Client processes to use; None: all of them (``--clients``)."""
+    protocol: str = "native"
+    """``native``: the anomaly service; ``oip-unary`` / ``oip-stream``: the Open Inference Protocol."""
 
     @property
     def chunked(self) -> bool:
@@ -36,10 +41,14 @@ class Scenario:
         if self.idle:
             return f"{self.streams} open streams, one message each, then closed"
         what = f"{self.points:,} points/message" if self.chunked else "1 point/message"
+        if self.protocol == "oip-unary":
+            return f"{self.streams} concurrent ModelInfer callers (OIP), 1 row per request"
+        if self.protocol == "oip-stream":
+            return f"{self.streams} ModelStreamInfer streams (OIP), {self.inflight} in flight each, 1 row"
         return f"{self.streams} stream(s), {self.inflight} in flight each, {what}"
 
 
-NAMES = ("latency", "concurrency", "throughput", "chunked", "idle")
+NAMES = ("latency", "concurrency", "throughput", "chunked", "idle", "oip-unary", "oip-stream")
 
 _FULL = {
     "latency": Scenario("latency", streams=1, inflight=1, clients=1),
@@ -49,6 +58,8 @@ _FULL = {
     # previous one travels back, as a real producer of chunks would do.
     "chunked": Scenario("chunked", streams=8, inflight=2, points=1024),
     "idle": Scenario("idle", streams=1000, idle=True),
+    "oip-unary": Scenario("oip-unary", streams=64, protocol="oip-unary"),
+    "oip-stream": Scenario("oip-stream", streams=64, protocol="oip-stream"),
 }
 
 _QUICK = {
@@ -57,6 +68,8 @@ _QUICK = {
     "throughput": Scenario("throughput", streams=8, inflight=8),
     "chunked": Scenario("chunked", streams=2, inflight=2, points=1024),
     "idle": Scenario("idle", streams=100, idle=True),
+    "oip-unary": Scenario("oip-unary", streams=8, protocol="oip-unary"),
+    "oip-stream": Scenario("oip-stream", streams=8, protocol="oip-stream"),
 }
 
 

@@ -29,6 +29,7 @@ REPO_ROOT = PROTOS_DIR.parent
 
 OUTPUTS: dict[str, Path] = {
     "anomaly_detection.proto": Path("plugins/anomaly/src/streamserve_anomaly/_proto"),
+    "grpc_inference.proto": Path("plugins/oip/src/streamserve_oip/_proto"),
 }
 """Each .proto (relative to protos/) -> the package directory (relative to the repo root)."""
 

@@ -91,7 +91,12 @@ def _streamserve_config(workdir: Path, model_base: Path, max_batch_size: int | N
         "  shutdown_grace_seconds: 1\n"
         "plugins:\n"
         "  anomaly:\n"
-        f"    model_path: {model_base}\n" + batching
+        f"    model_path: {model_base}\n" + batching +
+        "  oip: {}\n"
+        # The OIP scenarios: the same model, one batcher, under the name `anomaly`.
+        "model_repository:\n"
+        "  models:\n"
+        "    anomaly: {plugin: anomaly}\n"
     )
     return config
 

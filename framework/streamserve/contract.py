@@ -31,9 +31,10 @@ model, named after the plugin. ``preprocess`` returns :data:`Rows`.
 any model of the server's model repository (``model_repository:`` in the YAML), whose signatures are
 read from the SavedModels. Their ``open_state`` is called as ``open_state(settings, models)`` with a
 :class:`Models` view of the repository, and their ``preprocess`` returns :class:`Infer` (rows for a
-model named by the request). The core checks the rows against that model's signature (missing,
-unexpected, wrong dtype or shape: INVALID_ARGUMENT naming the input), answers NOT_FOUND for an unknown
-model or version and UNAVAILABLE for one not ready, and batches each model on its own.
+model named by the request), or ``{}`` for a request that concerns no model (a liveness call). The
+core checks the rows against that model's signature (missing, unexpected, wrong dtype or shape:
+INVALID_ARGUMENT naming the input), answers NOT_FOUND for an unknown model or version and UNAVAILABLE
+for one not ready, and batches each model on its own.
 """
 
 from __future__ import annotations

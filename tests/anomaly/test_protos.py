@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import subprocess
 import sys
@@ -21,14 +22,24 @@ def check(root: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+def generated_packages() -> list[Path]:
+    """Every package directory protos/generate.py writes into (its OUTPUTS)."""
+    spec = importlib.util.spec_from_file_location("generate", REPO / "protos" / "generate.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return sorted(set(module.OUTPUTS.values()))
+
+
 def copy_of_repo(tmp_path: Path) -> Path:
     """The generator, the protos and the generated modules, laid out as in the repo."""
     shutil.copytree(
         REPO / "protos", tmp_path / "protos", ignore=shutil.ignore_patterns("__pycache__")
     )
-    shutil.copytree(
-        REPO / PROTO_PACKAGE, tmp_path / PROTO_PACKAGE, ignore=shutil.ignore_patterns("__pycache__")
-    )
+    for package in generated_packages():
+        shutil.copytree(
+            REPO / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__")
+        )
     return tmp_path
 
 

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 import grpc
@@ -65,23 +65,26 @@ def service_handler(
     return grpc.method_handlers_generic_handler(service.full_name, handlers)
 
 
-Route = Callable[[Any], tuple[Batcher, Rows, int]]
-"""What preprocess returned -> the batcher of its model, the rows, their count."""
+Route = Callable[[Any], tuple[Batcher | None, Rows, int]]
+"""What preprocess returned -> the batcher of its model (None: no model involved), the rows, their
+count."""
 
 
 def _router(plugin: ServedPlugin, repository: Repository) -> Route:
     own = plugin.own
     if own is None:  # a protocol plugin: the request names a model of the repository
 
-        def route(result: Any) -> tuple[Batcher, Rows, int]:
-            if not isinstance(result, Infer):
-                raise TypeError(f"plugin {plugin.spec.name!r} serves the model repository: its "
-                                f"preprocess must return streamserve.Infer, not {type(result).__name__}")
-            return repository.route(result)
+        def route(result: Any) -> tuple[Batcher | None, Rows, int]:
+            if isinstance(result, Infer):
+                return repository.route(result)
+            if isinstance(result, Mapping) and not result:  # a request that needs no model at all
+                return None, result, 0
+            raise TypeError(f"plugin {plugin.spec.name!r} serves the model repository: its preprocess "
+                            f"must return streamserve.Infer (or {{}}), not {type(result).__name__}")
 
         return route
 
-    def route_own(result: Any) -> tuple[Batcher, Rows, int]:
+    def route_own(result: Any) -> tuple[Batcher | None, Rows, int]:
         if isinstance(result, Infer):
             raise TypeError(f"plugin {plugin.spec.name!r} declares a signature: its preprocess "
                             "returns Rows for its own model, not streamserve.Infer")
@@ -122,6 +125,10 @@ def _row_count(rows: Rows) -> int:
 
 async def _submit(method: _Bound, request: Message, state: Any) -> asyncio.Future[Outputs]:
     batcher, rows, count = method.route(method.preprocess(request, state))
+    if batcher is None:
+        future: asyncio.Future[Outputs] = asyncio.get_running_loop().create_future()
+        future.set_result(Outputs({}, ""))
+        return future
     return await batcher.submit(rows, count)
 
 

@@ -1,0 +1,68 @@
+"""The ``oip`` plugin: the Open Inference Protocol's ``inference.GRPCInferenceService``.
+
+Found through the entry point ``oip = "streamserve_oip.plugin"`` of the group
+``streamserve.plugins``. A protocol plugin (``signature=None``): it serves every model of the
+server's ``model_repository`` by name, as KServe's and Triton's servers do. Importing this module is
+cheap (no TensorFlow): the core imports every plugin just to list them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import BaseModel
+
+import streamserve
+from streamserve import Infer, Method, Models, Outputs, Rows
+from streamserve_oip import infer, metadata
+from streamserve_oip._proto import grpc_inference_pb2
+
+__all__ = ["SPEC", "open_state", "streamserve_register"]
+
+
+def open_state(settings: BaseModel | None, models: Models) -> Models:
+    """Each call's state is the repository view itself: the protocol keeps nothing between messages
+    (a ModelStreamInfer stream is independent requests, answered in order)."""
+    return models
+
+
+def _method(
+    preprocess: Callable[[Any, Models], Rows | Infer], postprocess: Callable[[Outputs, Any, Models], Any]
+) -> Method:
+    return Method(preprocess=preprocess, postprocess=postprocess, open_state=open_state)
+
+
+SPEC = streamserve.PluginSpec(
+    name="oip",
+    service=grpc_inference_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"],
+    methods={
+        "ServerLive": _method(metadata.no_model, metadata.server_live),
+        "ServerReady": _method(metadata.no_model, metadata.server_ready),
+        "ModelReady": _method(metadata.no_model, metadata.model_ready),
+        "ServerMetadata": _method(metadata.no_model, metadata.server_metadata),
+        "ModelMetadata": _method(metadata.model_metadata_request, metadata.model_metadata),
+        "ModelInfer": _method(infer.preprocess, infer.postprocess),
+        "ModelStreamInfer": Method(
+            preprocess=infer.preprocess,
+            postprocess=infer.postprocess_stream,
+            open_state=open_state,
+            on_error=infer.stream_error,
+        ),
+        "RepositoryIndex": _method(metadata.no_model, metadata.repository_index),
+        "RepositoryModelLoad": _method(metadata.refuse, metadata.never_called),
+        "RepositoryModelUnload": _method(metadata.refuse, metadata.never_called),
+    },
+    signature=None,
+    extra={
+        "protocol": "Open Inference Protocol v2 (gRPC), with Triton's ModelStreamInfer",
+        "models": "every model of model_repository",
+    },
+)
+"""The service this plugin provides."""
+
+
+@streamserve.hookimpl
+def streamserve_register(register: Callable[[streamserve.PluginSpec], None]) -> None:
+    """Hand the core :data:`SPEC`."""
+    register(SPEC)

@@ -1,0 +1,189 @@
+"""Request tensors to NumPy arrays and NumPy arrays to response tensors, typed or raw.
+
+A tensor's elements travel either in the repeated field of its datatype (``contents.fp32_contents``
+...) or as "raw" bytes: the flattened row-major elements, little-endian, with no padding, and for
+BYTES each element prefixed by its length as a 4-byte little-endian integer. A request uses one way
+for all its inputs, a response one way for all its outputs (the spec forbids mixing them).
+
+Every problem found here is the client's: :class:`streamserve.InvalidArgument` naming the input.
+Whether the arrays fit the model (names, dtypes, shapes) is the core's check, against the signature.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from streamserve import InvalidArgument, Unimplemented
+from streamserve_oip.datatypes import DTYPE_NAMES, RAW_ONLY, TYPED_FIELDS, datatype_of, numpy_dtype
+
+__all__ = ["decode_inputs", "encode_output"]
+
+_LENGTH = struct.Struct("<I")
+"""The length prefix of each element of a raw BYTES tensor."""
+
+_UNSUPPORTED_PARAMETERS = ("shared_memory_region", "shared_memory_byte_size", "shared_memory_offset")
+
+
+def decode_inputs(request: Any) -> dict[str, npt.NDArray[Any]]:
+    """The input arrays of a ``ModelInferRequest`` by name, from its typed or raw contents."""
+    raw: Sequence[bytes] = request.raw_input_contents
+    if raw and len(raw) != len(request.inputs):
+        raise InvalidArgument(
+            "raw_input_contents",
+            f"has {len(raw)} entries for {len(request.inputs)} inputs; give one per input, in the "
+            "order of inputs",
+        )
+    arrays: dict[str, npt.NDArray[Any]] = {}
+    for index, tensor in enumerate(request.inputs):
+        name = tensor.name or f"inputs[{index}]"
+        if not tensor.name:
+            raise InvalidArgument(name, "has no name")
+        if tensor.name in arrays:
+            raise InvalidArgument(name, "is given twice")
+        for parameter in _UNSUPPORTED_PARAMETERS:
+            if parameter in tensor.parameters:
+                raise InvalidArgument(name, f"parameter {parameter!r}: shared memory is not supported; "
+                                            "send the tensor's contents in the request")
+        shape = _shape(name, tensor.shape)
+        datatype = _datatype(name, tensor.datatype)
+        typed = tensor.contents.ListFields()
+        if raw:
+            if typed:
+                raise InvalidArgument(
+                    name, "has contents while the request has raw_input_contents; use one or the "
+                          "other for every input"
+                )
+            arrays[tensor.name] = _from_raw(name, datatype, shape, raw[index])
+        else:
+            arrays[tensor.name] = _from_typed(name, datatype, shape, tensor.contents)
+    return arrays
+
+
+def encode_output(
+    tensor: Any, array: npt.NDArray[Any], *, raw: bool
+) -> bytes | None:
+    """Fill ``tensor`` (an ``InferOutputTensor`` whose name is set) from ``array``: datatype and
+    shape, and its typed contents unless ``raw``; returns the raw contents when ``raw``."""
+    datatype = datatype_of(array.dtype)
+    if datatype is None:
+        raise Unimplemented(
+            f"output {tensor.name!r} is {array.dtype.name}, which the Open Inference Protocol has "
+            "no datatype for"
+        )
+    tensor.datatype = datatype
+    tensor.shape.extend(array.shape)
+    if raw:
+        return _to_raw(datatype, array)
+    if datatype in RAW_ONLY:  # callers choose raw for a response with such an output
+        raise AssertionError(f"{datatype} output {tensor.name!r} needs raw contents")
+    field = getattr(tensor.contents, TYPED_FIELDS[datatype])
+    flat = array.reshape(-1)
+    if datatype == "BYTES":
+        field.extend(_as_bytes(value) for value in flat)
+    else:
+        field.extend(flat.tolist())
+    return None
+
+
+def _shape(name: str, dims: Sequence[int]) -> tuple[int, ...]:
+    if any(d < 0 for d in dims):
+        raise InvalidArgument(name, f"shape {list(dims)} has a negative dimension")
+    return tuple(dims)
+
+
+def _datatype(name: str, datatype: str) -> str:
+    if datatype not in DTYPE_NAMES:
+        raise InvalidArgument(
+            name, f"datatype {datatype!r} is not an Open Inference Protocol datatype "
+                  f"({', '.join(DTYPE_NAMES)})"
+        )
+    return datatype
+
+
+def _from_typed(name: str, datatype: str, shape: tuple[int, ...], contents: Any) -> npt.NDArray[Any]:
+    count = math.prod(shape)
+    given = [field.name for field, _ in contents.ListFields()]
+    wanted = TYPED_FIELDS.get(datatype)
+    if wanted is None:
+        if count == 0:
+            return np.zeros(shape, numpy_dtype(datatype))
+        raise InvalidArgument(name, f"{datatype} has no typed contents field: send it in "
+                                    "raw_input_contents")
+    if stray := [field for field in given if field != wanted]:
+        raise InvalidArgument(name, f"datatype {datatype} takes contents.{wanted}, the request "
+                                    f"sets contents.{stray[0]}")
+    values = getattr(contents, wanted)
+    if len(values) != count:
+        raise InvalidArgument(name, f"shape {list(shape)} needs {count} elements, "
+                                    f"contents.{wanted} has {len(values)}")
+    dtype = numpy_dtype(datatype)
+    if datatype == "BYTES":
+        array = np.empty(count, dtype=object)
+        array[:] = list(values)
+        return array.reshape(shape)
+    wide = np.array(values, dtype=_field_dtype(wanted))
+    narrow = wide.astype(dtype)
+    if wide.dtype != dtype and not np.array_equal(narrow, wide):
+        raise InvalidArgument(name, f"contents.{wanted} has values out of the range of {datatype}")
+    return narrow.reshape(shape)
+
+
+def _field_dtype(field: str) -> str:
+    return {
+        "bool_contents": "bool",
+        "int_contents": "int32",
+        "int64_contents": "int64",
+        "uint_contents": "uint32",
+        "uint64_contents": "uint64",
+        "fp32_contents": "float32",
+        "fp64_contents": "float64",
+    }[field]
+
+
+def _from_raw(name: str, datatype: str, shape: tuple[int, ...], raw: bytes) -> npt.NDArray[Any]:
+    count = math.prod(shape)
+    if datatype == "BYTES":
+        return _bytes_from_raw(name, raw, count).reshape(shape)
+    dtype = numpy_dtype(datatype)
+    if len(raw) != count * dtype.itemsize:
+        raise InvalidArgument(
+            name, f"shape {list(shape)} of {datatype} needs {count * dtype.itemsize} bytes of raw "
+                  f"contents, got {len(raw)}"
+        )
+    # The wire is little-endian whatever this machine is; astype is a no-op on little-endian ones.
+    return np.frombuffer(raw, dtype=dtype.newbyteorder("<")).astype(dtype, copy=False).reshape(shape)
+
+
+def _bytes_from_raw(name: str, raw: bytes, count: int) -> npt.NDArray[Any]:
+    elements = np.empty(count, dtype=object)
+    offset = 0
+    for index in range(count):
+        if offset + _LENGTH.size > len(raw):
+            raise InvalidArgument(name, f"raw BYTES contents end after {index} of {count} elements")
+        (length,) = _LENGTH.unpack_from(raw, offset)
+        offset += _LENGTH.size
+        if offset + length > len(raw):
+            raise InvalidArgument(name, f"raw BYTES element {index} says {length} bytes, only "
+                                        f"{len(raw) - offset} follow")
+        elements[index] = raw[offset:offset + length]
+        offset += length
+    if offset != len(raw):
+        raise InvalidArgument(name, f"raw BYTES contents have {len(raw) - offset} bytes after the "
+                                    f"{count} elements the shape needs")
+    return elements
+
+
+def _to_raw(datatype: str, array: npt.NDArray[Any]) -> bytes:
+    if datatype == "BYTES":
+        return b"".join(_LENGTH.pack(len(b)) + b for b in map(_as_bytes, array.reshape(-1)))
+    return np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
+
+
+def _as_bytes(value: Any) -> bytes:
+    return value.encode() if isinstance(value, str) else bytes(value)
