@@ -9,8 +9,10 @@ import shutil
 from pathlib import Path
 from types import ModuleType
 
+import grpc
 import numpy as np
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from streamserve import Infer
 from streamserve.config import parse_config
@@ -60,6 +62,18 @@ def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def make_server(text: str, plugins: list[object] = (), source: Path | None = None) -> Server:  # type: ignore[assignment]
     config = loopback_config(parse_config(text, source=source))
     return Server(config, discover(list(plugins), entry_points=False))
+
+
+async def health(server: Server, name: str) -> str:
+    """The health status name of ``name`` (``SERVICE_UNKNOWN`` if the server has no such entry)."""
+    async with grpc.aio.insecure_channel(server.address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        try:
+            reply = await stub.Check(health_pb2.HealthCheckRequest(service=name), timeout=10)
+        except grpc.aio.AioRpcError as error:
+            assert error.code() == grpc.StatusCode.NOT_FOUND
+            return "SERVICE_UNKNOWN"
+        return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
 
 
 async def infer(server: Server, request: Infer) -> dict[str, np.ndarray]:
@@ -194,10 +208,12 @@ async def test_new_versions_and_new_models_are_served_without_a_restart(
     try:
         await server.load_models()
         assert server.repository.names() == ["double"]
+        assert await health(server, "model/affine") == "SERVICE_UNKNOWN"
         shutil.copytree(repository / "double" / "2", root / "double" / "2")
         shutil.copytree(repository / "affine", root / "affine")
         await server.reload_models()  # what SIGHUP and the poll do
         assert server.repository.names() == ["affine", "double"]
+        assert await health(server, "model/affine") == "SERVING"
         assert server.repository.get("double").version == "2"
         out = await infer(server, Infer("affine", {"x": np.array([1.0], np.float32)}))
         np.testing.assert_array_equal(out["y"], [3.0])
@@ -217,6 +233,8 @@ async def test_a_broken_model_is_not_ready_and_the_others_serve(repository: Path
         await server.load_models()
         broken = server.repository.get("broken")
         assert not broken.ready and "cannot load SavedModel" in broken.reason
+        assert await health(server, "model/broken") == "NOT_SERVING"
+        assert await health(server, "model/affine") == "SERVING"
         with pytest.raises(Unavailable, match="model 'broken' is not available: it failed to load"):
             server.repository.route(Infer("broken", {}))
         assert server.repository.get("affine").ready

@@ -28,7 +28,7 @@ from streamserve.serving.reflection import enable_reflection
 from streamserve.serving.repository import Repository, ServedModel
 from streamserve.serving.security import TransportSecurity, serve_health_only
 
-__all__ = ["ServedPlugin", "Server"]
+__all__ = ["ServedPlugin", "Server", "model_health_name"]
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +145,8 @@ class Server:
         await self.health.set(health.OVERALL_HEALTH, SERVING)
         for plugin in self.plugins:
             await self.health.set(plugin.service_name, NOT_SERVING)
+        for name in self.repository.names():
+            await self.health.set(model_health_name(name), NOT_SERVING)
         log.info("listening on %s; services: %s", self.address,
                  ", ".join(p.service_name for p in self.plugins) or "none")
 
@@ -158,7 +160,7 @@ class Server:
         versions.
         """
         for model in self.repository.all():
-            await self._load(model)
+            await self._load(model, fatal=self.config.on_plugin_error == "fail")
         for plugin in self.plugins:
             own = plugin.own
             if own is None or own.batcher is not None:
@@ -173,11 +175,11 @@ class Server:
             if interval is not None:
                 self._spawn(self._poll_repository(interval))
 
-    async def _load(self, model: ServedModel) -> None:
+    async def _load(self, model: ServedModel, *, fatal: bool) -> None:
         try:
             loaded = await asyncio.to_thread(model.load)
         except StreamserveError as exc:
-            if self.config.on_plugin_error == "fail":
+            if fatal:
                 raise
             model.load_error = str(exc)
             self.metrics.load_failures.labels(model.name).inc()
@@ -238,7 +240,8 @@ class Server:
         interval = self.config.model_repository.poll_seconds
         for model in self.repository.discover(self.config.model_repository):
             log.info("new model %r in the model repository", model.name)
-            await self._load(model)
+            await self.health.set(model_health_name(model.name), NOT_SERVING)
+            await self._load(model, fatal=False)  # while serving, a bad new model fails alone
             if interval is not None:
                 self._spawn(self._poll(model, interval))
 
@@ -257,6 +260,9 @@ class Server:
         for plugin in self.plugins:
             if plugin.own is served:
                 await self.health.set(plugin.service_name, SERVING)
+        for name, entry in self.repository.public.items():
+            if entry is served:
+                await self.health.set(model_health_name(name), SERVING)
         log.info("model %r is SERVING version %s (%s)", served.name, model.version or "-", model.path)
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
@@ -292,6 +298,12 @@ class Server:
     async def wait_for_termination(self) -> None:
         assert self._server is not None
         await self._server.wait_for_termination()
+
+
+def model_health_name(model: str) -> str:
+    """The health service name of a repository model: SERVING once it is loaded and warm, whatever
+    protocol serves it (for probes and clients that do not speak OIP's ModelReady)."""
+    return f"model/{model}"
 
 
 def _newest_mtime(directory: Path) -> float:
