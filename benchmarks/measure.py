@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -21,7 +21,7 @@ from benchmarks.profile import Profiler
 from benchmarks.scenarios import Scenario, Timing
 from benchmarks.servers.launch import ServerProcess
 
-__all__ = ["run_idle", "run_timed"]
+__all__ = ["Target", "run_idle", "run_timed"]
 
 MiB = 2**20
 _READY_TIMEOUT = 60.0
@@ -38,23 +38,40 @@ def _cpu(pids: list[int]) -> list[float]:
     return [cpu_seconds(pid) for pid in pids]
 
 
+def _server_cpu(pid: int | None) -> float:
+    return cpu_seconds(pid) if pid is not None else 0.0
+
+
+class Target(Protocol):
+    """What a scenario is run against: a server the harness started, or any server's address
+    (``pid`` None: another machine's or process tree's, so its CPU and memory are not read)."""
+
+    @property
+    def address(self) -> str: ...
+
+    @property
+    def pid(self) -> int | None: ...
+
+
 def run_timed(
-    pool: ClientPool, server: ServerProcess, scenario: Scenario, timing: Timing,
-    profile: Path | None = None, *, gil: bool = False,
+    pool: ClientPool, server: Target, scenario: Scenario, timing: Timing,
+    profile: Path | None = None, *, gil: bool = False, model: str = "anomaly",
 ) -> dict[str, Any]:
     """Load ``server`` for warm-up + duration seconds; messages, latency, CPU and peak RSS.
 
     :param profile: record the server with py-spy during the measured window into this file
         (``gil``: only samples of the thread holding the GIL).
+    :param model: the model an OIP scenario's requests name.
     """
+    pid = server.pid
     workers = pool.take(scenario.clients, scenario.streams)
     shares = split(list(range(scenario.streams)), len(workers))
     for worker, share in zip(workers, shares, strict=True):
         worker.send("timed", Job(server.address, share, scenario.inflight, scenario.points,
-                                 protocol=scenario.protocol))
+                                 protocol=scenario.protocol, model=model))
     for worker in workers:
         worker.expect("ready", _READY_TIMEOUT)
-    peak_reset = reset_peak_rss(server.pid)
+    peak_reset = pid is not None and reset_peak_rss(pid)
     client_pids = [w.pid for w in workers]
     t0 = time.monotonic() + 0.1
     t1 = t0 + timing.warmup
@@ -62,14 +79,14 @@ def run_timed(
     for worker in workers:
         worker.send("go", t0, t1, t2)
     _sleep_until(t1)
-    wall1, server1, clients1 = time.monotonic(), cpu_seconds(server.pid), _cpu(client_pids)
+    wall1, server1, clients1 = time.monotonic(), _server_cpu(pid), _cpu(client_pids)
     machine1 = machine_cpu()
-    profiler = Profiler(server.pid, timing.duration, profile, gil=gil) if profile else None
+    profiler = Profiler(pid, timing.duration, profile, gil=gil) if profile and pid else None
     _sleep_until(t2)
-    wall2, server2, clients2 = time.monotonic(), cpu_seconds(server.pid), _cpu(client_pids)
+    wall2, server2, clients2 = time.monotonic(), _server_cpu(pid), _cpu(client_pids)
     machine = machine_cpu() - machine1
     results = [w.expect("result", _ANSWER_TIMEOUT)[1] for w in workers]
-    mem = memory(server.pid)
+    mem = memory(pid) if pid is not None else None
     profiled = {"profile": str(profile), "profile_summary": profiler.finish()} if profiler else {}
 
     wall = wall2 - wall1
@@ -86,7 +103,7 @@ def run_timed(
         "p99_ms": p99,
         "p999_ms": p999,
         "latency_samples": int(latencies.size),
-        "server_cpu": (server2 - server1) / wall,
+        "server_cpu": (server2 - server1) / wall if pid is not None else None,
         "client_cpu": sum(per_client),
         "client_cpu_max": max(per_client),
         "client_processes": len(workers),
@@ -95,9 +112,9 @@ def run_timed(
         # Everything else that ran: other processes, interrupts, loopback TCP in soft interrupts.
         "other_cpu": max(0.0, (machine.busy - (server2 - server1) - sum(clients2) + sum(clients1))
                          / wall),
-        "peak_rss_mb": mem.peak / MiB,
+        "peak_rss_mb": mem.peak / MiB if mem else None,
         "peak_rss_scope": "scenario" if peak_reset else "process lifetime",
-        "rss_mb": mem.rss / MiB,
+        "rss_mb": mem.rss / MiB if mem else None,
         **_counts(results),
         **profiled,
     }

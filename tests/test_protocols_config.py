@@ -105,3 +105,28 @@ def test_open_inference_protocol_infer_equals_the_model(
     assert set(outputs) == set(expected)
     for name, value in expected.items():
         np.testing.assert_allclose(outputs[name], value, rtol=1e-6)
+
+
+def test_the_oip_benchmark_runs_against_the_address_it_is_given(
+    served: tuple[ServerProcess, Path], tmp_path: Path
+) -> None:
+    """`python -m benchmarks.oip` needs only an address and a model: any OIP server will do."""
+    import json
+    import subprocess
+    import sys
+
+    server, _ = served
+    out = tmp_path / "oip.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.oip", "--target", server.address, "--model", "anomaly",
+         "--quick", "--duration", "0.5", "--json", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    records = {r["scenario"]: r for r in json.loads(out.read_text())}
+    assert set(records) == {"oip-unary", "oip-stream"}
+    for record in records.values():
+        assert record["ok"] and record["mismatched"] == 0 and not record["errors"]
+        assert record["sent"] == record["received"] > 0
+        assert record["server_cpu"] is None  # not ours to read
+    assert "infer/s" in done.stdout
