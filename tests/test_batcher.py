@@ -379,3 +379,46 @@ async def test_close_fails_calls_waiting_for_queue_room() -> None:
         assert isinstance(error, Unavailable)
     finally:
         blocked.cancel()
+
+
+# Running a lone call at once ---------------------------------------------------------------------
+
+
+async def test_call_now_runs_an_idle_model_on_the_callers_thread() -> None:
+    seen: list[str] = []
+
+    def model(rows: Rows) -> ModelOutputs:
+        seen.append(threading.current_thread().name)
+        return affine(rows)
+
+    async with running(model) as batcher:
+        rows = message(3, 2)
+        result = batcher.call_now(rows, 2)
+        assert result is not None
+        assert_rows_equal(result, affine(rows))
+        assert result.model_version == batcher.version
+        assert seen == [threading.current_thread().name]  # no hand-off to the model thread
+        assert (batcher.batches, batcher.rows) == (1, 2)
+        await score(batcher, rows)  # the ordinary path
+        assert seen[-1] == "test-model"
+
+
+async def test_call_now_declines_while_the_model_is_busy_so_rows_can_batch() -> None:
+    model = Recorder(gated=True)
+    async with running(model) as batcher:
+        first = await batcher.submit(message(0, 1), 1)
+        await model.wait_entered()  # a batch is running
+        assert batcher.call_now(message(1, 1), 1) is None
+        queued = await batcher.submit(message(1, 1), 1)
+        assert batcher.call_now(message(2, 1), 1) is None  # rows are waiting: join them instead
+        model.open(2)
+        await asyncio.wait_for(asyncio.gather(first, queued), TIMEOUT)
+
+
+async def test_call_now_raises_the_models_error_for_its_rows() -> None:
+    def failing(rows: Rows) -> ModelOutputs:
+        raise InvalidArgument("x", "no such rows")
+
+    async with running(failing) as batcher:
+        with pytest.raises(InvalidArgument, match="no such rows"):
+            batcher.call_now(message(0, 1), 1)

@@ -43,6 +43,9 @@ class _Pending:
     future: asyncio.Future[Outputs]
 
 
+_NO_FUTURE: Any = None
+"""The future of a row run by :meth:`Batcher.call_now`: there is none, the caller gets the result."""
+
 _Results = tuple[list[tuple[_Pending, "Outputs | Exception"]], list[int]]
 """One batch's outcome per call, and the row counts of the model calls that succeeded."""
 
@@ -137,6 +140,29 @@ class Batcher:
             self._queued_rows += count
             self._lock.notify()
         return future
+
+    def call_now(self, rows: Rows, count: int) -> Outputs | None:
+        """Run ``rows`` on the calling (event loop) thread if the model is idle; None if it is not.
+
+        For a server with a single client waiting on its answer: there is nothing to batch with,
+        and the two thread hand-offs (into the model thread and back to the loop) are most of what
+        a lone message costs beyond the model itself. Only the loop submits, so while this runs
+        nothing can queue behind it; the caller decides when being alone is certain.
+        """
+        with self._lock:
+            if self._pending or self._running or self._closed or count == 0:
+                return None
+        call, version = self._model
+        results, calls = self._run(call, version, [_Pending(rows, count, _NO_FUTURE)], count)
+        for rows_done in calls:
+            self.batches += 1
+            self.rows += rows_done
+            if self._on_batch is not None:
+                self._on_batch(rows_done)
+        result = results[0][1]
+        if isinstance(result, Exception):
+            raise result
+        return result
 
     def _work(self) -> None:
         """The model thread: take a batch, run it, hand the results to the loop; until closed."""

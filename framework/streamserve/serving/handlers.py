@@ -123,17 +123,30 @@ def _row_count(rows: Rows) -> int:
     return 0
 
 
-async def _submit(method: _Bound, request: Message, state: Any) -> asyncio.Future[Outputs]:
+async def _submit(
+    method: _Bound, request: Message, state: Any, *, alone: bool = False
+) -> asyncio.Future[Outputs]:
+    """Preprocess ``request`` and queue its rows; a future of its outputs.
+
+    ``alone``: the call is the server's only open call and has nothing else in flight. Then an idle
+    model runs the rows at once on this thread (:meth:`Batcher.call_now`): nothing could share the
+    batch, and the hand-offs to the model thread and back cost more than the wait they avoid.
+    """
     batcher, rows, count = method.route(method.preprocess(request, state))
-    if batcher is None:
-        future: asyncio.Future[Outputs] = asyncio.get_running_loop().create_future()
-        future.set_result(Outputs({}, ""))
-        return future
-    return await batcher.submit(rows, count)
+    outputs: Outputs | None = Outputs({}, "") if batcher is None else None
+    if outputs is None and alone:
+        assert batcher is not None
+        outputs = batcher.call_now(rows, count)
+    if outputs is None:
+        assert batcher is not None
+        return await batcher.submit(rows, count)
+    future: asyncio.Future[Outputs] = asyncio.get_running_loop().create_future()
+    future.set_result(outputs)
+    return future
 
 
-async def _infer(method: _Bound, request: Message, state: Any) -> Outputs:
-    return await (await _submit(method, request, state))
+async def _infer(method: _Bound, request: Message, state: Any, *, alone: bool) -> Outputs:
+    return await (await _submit(method, request, state, alone=alone))
 
 
 @contextlib.asynccontextmanager
@@ -153,7 +166,7 @@ async def _one_request(
     try:
         method.ready()
         state = method.open_state()
-        outputs = await _infer(method, request, state)
+        outputs = await _infer(method, request, state, alone=calls.open == 1)
         yield method.postprocess(outputs, request, state)
     except Exception as exc:
         _failed(plugin, counted, exc)
@@ -225,7 +238,8 @@ def _bidi(
                     stream.state = method.open_state()
                     stream.opened = True
                 try:
-                    future = await _submit(method, request, stream.state)
+                    future = await _submit(method, request, stream.state,
+                                           alone=calls.open == 1 and not stream.items)
                 except StreamserveError as exc:
                     if method.on_error is None:
                         raise
