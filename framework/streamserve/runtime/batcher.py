@@ -154,11 +154,7 @@ class Batcher:
                 return None
         call, version = self._model
         results, calls = self._run(call, version, [_Pending(rows, count, _NO_FUTURE)], count)
-        for rows_done in calls:
-            self.batches += 1
-            self.rows += rows_done
-            if self._on_batch is not None:
-                self._on_batch(rows_done)
+        self._count(calls)
         result = results[0][1]
         if isinstance(result, Exception):
             raise result
@@ -241,6 +237,10 @@ class Batcher:
                 item.future.set_exception(result)
             else:
                 item.future.set_result(result)
+        self._count(calls)
+
+    def _count(self, calls: list[int]) -> None:
+        """Count the model calls that succeeded (row counts), for tests and metrics."""
         for rows in calls:
             self.batches += 1
             self.rows += rows

@@ -133,13 +133,13 @@ async def _submit(
     batch, and the hand-offs to the model thread and back cost more than the wait they avoid.
     """
     batcher, rows, count = method.route(method.preprocess(request, state))
-    outputs: Outputs | None = Outputs({}, "") if batcher is None else None
-    if outputs is None and alone:
-        assert batcher is not None
-        outputs = batcher.call_now(rows, count)
-    if outputs is None:
-        assert batcher is not None
-        return await batcher.submit(rows, count)
+    if batcher is None:  # a request about no model
+        outputs = Outputs({}, "")
+    else:
+        now = batcher.call_now(rows, count) if alone else None
+        if now is None:
+            return await batcher.submit(rows, count)
+        outputs = now
     future: asyncio.Future[Outputs] = asyncio.get_running_loop().create_future()
     future.set_result(outputs)
     return future

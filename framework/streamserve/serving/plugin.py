@@ -40,6 +40,7 @@ class ServedPlugin:
         self.own = ServedModel(
             name=self.spec.name, owner=self.spec.name, locate=self._model_path,
             watched=self.config.model_path, signature=declared, batching=self.config.batching,
+            poll_seconds=self.config.model_poll_seconds,
         )
 
     @property

@@ -38,6 +38,8 @@ class ServedModel:
     signature: Signature | str
     """A plugin's declared signature (checked), or the name of the signature to read from the model."""
     batching: BatchingConfig
+    poll_seconds: float | None
+    """How often ``watched`` is looked at for a new version; None: only on SIGHUP."""
     model: Model | None = None
     batcher: Batcher | None = None
     """Set once the model is loaded and warm: from then on it is ready."""
@@ -98,14 +100,9 @@ class Repository:
 
     def add_repository(self, config: RepositoryConfig, *, source: str) -> None:
         """The models of ``model_repository``: folders under its path, then the listed ones."""
-        if config.path is not None:
-            if not config.path.is_dir():
-                raise ConfigError(f"{source}: model_repository.path: {config.path} is not a folder")
-            for folder in sorted(config.path.iterdir()):
-                if folder.is_dir() and not folder.name.startswith("."):
-                    self.public[folder.name] = _repository_model(
-                        folder.name, folder, "serving_default", config.batching
-                    )
+        if config.path is not None and not config.path.is_dir():
+            raise ConfigError(f"{source}: model_repository.path: {config.path} is not a folder")
+        self.discover(config)
         for name, entry in config.models.items():
             if entry.plugin is not None:
                 shared = self.models.get(entry.plugin)
@@ -118,17 +115,19 @@ class Repository:
             else:
                 assert entry.path is not None
                 self.public[name] = _repository_model(
-                    name, entry.path, entry.signature, entry.batching or config.batching
+                    name, entry.path, entry.signature, entry.batching or config.batching,
+                    config.poll_seconds,
                 )
 
     def discover(self, config: RepositoryConfig) -> list[ServedModel]:
-        """Models that appeared under the repository's path since start-up (added, not yet loaded)."""
+        """Models under the repository's path that are not known yet (added, not yet loaded)."""
         if config.path is None or not config.path.is_dir():
             return []
         new = []
         for folder in sorted(config.path.iterdir()):
             if folder.is_dir() and not folder.name.startswith(".") and folder.name not in self.public:
-                model = _repository_model(folder.name, folder, "serving_default", config.batching)
+                model = _repository_model(folder.name, folder, "serving_default", config.batching,
+                                          config.poll_seconds)
                 self.public[folder.name] = model
                 new.append(model)
         return new
@@ -157,10 +156,8 @@ class Repository:
         Raises NotFound (model or version), Unavailable (not ready) or InvalidArgument (rows that do
         not fit the model's signature: the field is the input's name).
         """
-        model = self._find(infer.model, infer.version)
+        model = self._find(infer.model, infer.version)  # a ready model's version is checked there
         batcher = model.require_ready()
-        if infer.version and model.model is not None and infer.version != model.model.version:
-            raise NotFound(f"model {infer.model!r} has no version {infer.version!r} being served")
         if not infer.rows:
             return batcher, {}, 0
         assert model.model is not None
@@ -168,9 +165,12 @@ class Repository:
         return batcher, infer.rows, count
 
 
-def _repository_model(name: str, path: Path, signature: str, batching: BatchingConfig) -> ServedModel:
+def _repository_model(
+    name: str, path: Path, signature: str, batching: BatchingConfig, poll_seconds: float | None
+) -> ServedModel:
     return ServedModel(name=name, owner=f"model {name!r} of model_repository", locate=lambda: path,
-                       watched=path, signature=signature, batching=batching)
+                       watched=path, signature=signature, batching=batching,
+                       poll_seconds=poll_seconds)
 
 
 def _check_rows(rows: Rows, signature: Signature, model: str) -> int:

@@ -165,11 +165,8 @@ class Server:
             own = plugin.own
             if own is None or own.batcher is not None:
                 await self.health.set(plugin.service_name, SERVING)
-        poll = {p.own.name: p.config.model_poll_seconds for p in self.plugins if p.own is not None}
         for model in self.repository.all():
-            interval = poll.get(model.name, self.config.model_repository.poll_seconds)
-            if model.watched is not None and interval is not None:
-                self._spawn(self._poll(model, interval))
+            self._watch(model)
         if self.config.model_repository.path is not None:
             interval = self.config.model_repository.poll_seconds
             if interval is not None:
@@ -225,6 +222,11 @@ class Server:
             await self._serve_model(model, loaded)
             return True
 
+    def _watch(self, model: ServedModel) -> None:
+        """Poll the model's directory for new versions, if it has one and a poll interval."""
+        if model.watched is not None and model.poll_seconds is not None:
+            self._spawn(self._poll(model, model.poll_seconds))
+
     async def _poll(self, model: ServedModel, interval: float) -> None:
         while True:
             await asyncio.sleep(interval)
@@ -237,13 +239,11 @@ class Server:
 
     async def _discover_models(self) -> None:
         """Load the models that appeared under ``model_repository.path`` (and watch them)."""
-        interval = self.config.model_repository.poll_seconds
         for model in self.repository.discover(self.config.model_repository):
             log.info("new model %r in the model repository", model.name)
             await self.health.set(model_health_name(model.name), NOT_SERVING)
             await self._load(model, fatal=False)  # while serving, a bad new model fails alone
-            if interval is not None:
-                self._spawn(self._poll(model, interval))
+            self._watch(model)
 
     async def _serve_model(self, served: ServedModel, model: Model) -> None:
         if served.batcher is None:
