@@ -34,6 +34,7 @@ from benchmarks.procstat import machine_info, versions
 from benchmarks.scenarios import NAMES, Scenario, Timing, scenarios, timing
 from benchmarks.servers import has_chunks
 from benchmarks.servers.launch import (
+    DEFAULT_KINDS,
     KINDS,
     REPO,
     ServerProcess,
@@ -71,8 +72,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="run every scenario N times and report medians (default 1)")
     parser.add_argument("--scenarios", type=lambda v: _names(v, NAMES), default=list(NAMES),
                         help=f"comma-separated subset of {','.join(NAMES)}")
-    parser.add_argument("--servers", type=lambda v: _names(v, KINDS), default=list(KINDS),
-                        help=f"comma-separated subset of {','.join(KINDS)}")
+    parser.add_argument("--servers", type=lambda v: _names(v, KINDS), default=list(DEFAULT_KINDS),
+                        help=f"comma-separated subset of {','.join(KINDS)} (default "
+                        f"{','.join(DEFAULT_KINDS)})")
     parser.add_argument("--clients", type=int, default=2,
                         help="load-generator processes (default 2)")
     parser.add_argument("--max-batch-size", type=int, metavar="N",
@@ -103,7 +105,7 @@ def _start_all(
     servers: dict[str, ServerProcess] = {}
     model_dir = workdir / "model" / "1"
     trainer = None
-    if {"naive", "streamserve"} & set(kinds):
+    if set(kinds) - {"echo"}:
         _log("training the anomaly model with streamserve_anomaly.training.train")
         trainer = train_model(model_dir, steps=50 if quick else 300, log_path=workdir / "train.log")
     try:

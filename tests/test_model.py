@@ -243,3 +243,52 @@ def test_unknown_signature_lists_the_available_ones(models: dict[str, Path]) -> 
     assert f"model {models['matrix']} has no signature 'predict'; it has ['double', 'serving_default']" in (
         message
     )
+
+
+def build_two_input_model(path: Path, *, noisy: bool = False) -> Path:
+    """``a - b`` for two inputs of one shape (swapping them changes the answer); ``noisy`` adds
+    fresh random noise on every call, so no two runs of it agree."""
+    import tensorflow as tf
+
+    spec = tf.TensorSpec([None, 2], tf.float32)
+
+    @tf.function(input_signature=[spec, spec])
+    def serve(a: tf.Tensor, b: tf.Tensor) -> dict[str, tf.Tensor]:
+        difference = a - b
+        if noisy:
+            difference += tf.random.uniform(tf.shape(a))
+        return {"d": difference}
+
+    module = tf.Module()
+    tf.saved_model.save(module, str(path), signatures={"serving_default": serve.get_concrete_function()})
+    return path
+
+
+TWO_INPUTS = Signature(
+    inputs=(TensorSpec("a", "float32", (None, 2)), TensorSpec("b", "float32", (None, 2))),
+    outputs=(TensorSpec("d", "float32", (None, 2)),),
+)
+
+
+def test_a_model_is_called_through_a_session_with_the_functions_results(tmp_path: Path) -> None:
+    import tensorflow as tf
+
+    path = build_two_input_model(tmp_path / "m")
+    model = load_model(path, TWO_INPUTS, plugin="p")
+    assert model.runner == "session"
+    rng = np.random.default_rng(1)
+    a, b = (rng.standard_normal((5, 2)).astype(np.float32) for _ in range(2))
+    want = tf.saved_model.load(str(path)).signatures["serving_default"](a=a, b=b)["d"].numpy()
+    got = model.call({"a": a, "b": b})["d"]
+    np.testing.assert_array_equal(got, want)
+    assert got.dtype == np.float32
+    # rows of another float type are converted, as the function path converts them
+    np.testing.assert_allclose(model.call({"a": a.astype(np.float64), "b": b})["d"], want)
+
+
+def test_a_model_whose_session_disagrees_is_called_through_its_function(tmp_path: Path) -> None:
+    model = load_model(build_two_input_model(tmp_path / "m", noisy=True), TWO_INPUTS, plugin="p")
+    assert model.runner == "function"
+    zeros = np.zeros((3, 2), np.float32)
+    noise = model.call({"a": zeros, "b": zeros})["d"]
+    assert noise.shape == (3, 2) and ((noise >= 0) & (noise < 1)).all()

@@ -38,4 +38,9 @@ def parse_args(description: str, *, model: bool = False) -> argparse.Namespace:
             "--workers", type=int, default=2048,
             help="thread-pool size: one thread per open stream, so at least the streams opened",
         )
+        parser.add_argument(
+            "--call", choices=["function", "session"], default="function",
+            help="how the model is called: its tf.function (the standard TF2 way) or streamserve's "
+            "runner (a TF session callable)",
+        )
     return parser.parse_args(sys.argv[1:])

@@ -21,10 +21,15 @@ from benchmarks.procstat import die_with_parent
 from benchmarks.servers import SERVICE
 from streamserve.testing import wait_until_serving
 
-__all__ = ["KINDS", "ServerProcess", "start_server", "stop_server", "train_model", "wait_ready"]
+__all__ = [
+    "DEFAULT_KINDS", "KINDS", "ServerProcess", "start_server", "stop_server", "train_model", "wait_ready",
+]
 
 REPO = Path(__file__).resolve().parents[2]
-KINDS = ("echo", "naive", "streamserve")
+KINDS = ("echo", "naive", "naive-session", "streamserve")
+DEFAULT_KINDS = ("echo", "naive", "streamserve")
+"""``naive-session`` (the naive design calling the model through streamserve's own runner) runs
+only when asked for: it isolates what the serving design gains from what the model call gains."""
 """The servers, in report order: ceiling, baseline, the system under test."""
 
 _LISTENING = re.compile(r"listening on (\S+:\d+)")
@@ -113,9 +118,9 @@ def start_server(
     python = sys.executable
     if kind == "echo":
         command = [python, "-m", "benchmarks.servers.echo", "--address", "127.0.0.1:0"]
-    elif kind == "naive":
+    elif kind in ("naive", "naive-session"):
         command = [python, "-m", "benchmarks.servers.naive", "--address", "127.0.0.1:0",
-                   "--model", str(model_dir)]
+                   "--model", str(model_dir), "--call", "session" if kind == "naive-session" else "function"]
     elif kind == "streamserve":
         config = _streamserve_config(workdir, model_dir.parent, max_batch_size)
         command = [python, "-m", "streamserve", "serve", "--config", str(config),

@@ -7,7 +7,13 @@ answers. The per-stream work is the plugin's own (its ``open_state``, ``preproce
 from streamserve is the serving design: no batching across streams, no read-ahead, threads instead
 of an event loop. A chunk is one model call on all its rows.
 
+The model is called the standard TensorFlow 2 way, as such a server is written: the restored
+SavedModel's signature function, fed ``tf.constant`` tensors (``--call function``, the default).
+``--call session`` uses streamserve's own model runner instead (``streamserve.runtime.load_model``,
+a TF session callable), so a run can tell the serving design's gain from the model call's.
+
     python -m benchmarks.servers.naive --model DIR [--address 127.0.0.1:0] [--workers N]
+        [--call function|session]
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import numpy as np
 
 from benchmarks.servers import SERVICE, announce, has_chunks, parse_args
 from streamserve import Method, Outputs
@@ -49,18 +56,38 @@ def per_message(method: Method, call: Callable[[Any], Any], version: str) -> Han
     return handle
 
 
-def handlers(model_dir: Path) -> grpc.GenericRpcHandler:
+def function_call(model_dir: Path) -> Callable[[Any], dict[str, Any]]:
+    """The plugin's signature as the restored tf.function, called with tensors made per call."""
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(str(model_dir))
+    function = loaded.signatures[SPEC.signature.name]
+    dtypes = {spec.name: tf.as_dtype(spec.dtype) for spec in SPEC.signature.inputs}
+
+    def call(rows: Any) -> dict[str, Any]:
+        outputs = function(**{key: tf.constant(rows[key], dtype) for key, dtype in dtypes.items()})
+        return {key: tensor.numpy() for key, tensor in outputs.items()}
+
+    call.loaded = loaded  # type: ignore[attr-defined]  # its variables live as long as the call
+    return call
+
+
+def handlers(model_dir: Path, how: str = "function") -> grpc.GenericRpcHandler:
+    # Either way: loaded, checked against the plugin's signature and warm before the port opens.
     model = load_model(model_dir, SPEC.signature, plugin=SPEC.name)
+    call = model.call if how == "session" else function_call(model_dir)
+    call({spec.name: np.zeros([size or 1 for size in spec.shape], spec.dtype)
+          for spec in SPEC.signature.inputs})
     methods = {
         "DetectAnomalyStream": grpc.stream_stream_rpc_method_handler(
-            per_message(SPEC.methods["DetectAnomalyStream"], model.call, model.version),
+            per_message(SPEC.methods["DetectAnomalyStream"], call, model.version),
             request_deserializer=pb2.DataPoint.FromString,
             response_serializer=pb2.AnomalyScore.SerializeToString,
         )
     }
     if has_chunks() and "DetectAnomalyChunks" in SPEC.methods:
         methods["DetectAnomalyChunks"] = grpc.stream_stream_rpc_method_handler(
-            per_message(SPEC.methods["DetectAnomalyChunks"], model.call, model.version),
+            per_message(SPEC.methods["DetectAnomalyChunks"], call, model.version),
             request_deserializer=pb2.DataChunk.FromString,
             response_serializer=pb2.ScoreChunk.SerializeToString,
         )
@@ -69,7 +96,7 @@ def handlers(model_dir: Path) -> grpc.GenericRpcHandler:
 
 def main() -> None:
     args = parse_args("The naive baseline: one SavedModel call per message.", model=True)
-    generic = handlers(Path(args.model))  # loaded and warm before the port opens
+    generic = handlers(Path(args.model), args.call)  # loaded and warm before the port opens
     # One thread per open stream: a sync streaming handler holds its thread until the stream ends,
     # so the pool must be as large as the number of streams (threads are created on demand).
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=args.workers))
