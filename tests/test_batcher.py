@@ -15,7 +15,7 @@ import numpy.typing as npt
 import pytest
 
 from streamserve.config import BatchingConfig
-from streamserve.contract import Outputs, Rows
+from streamserve.contract import Outputs, Rows, TensorSpec
 from streamserve.errors import InvalidArgument, StreamserveError, Unavailable
 from streamserve.runtime import Batcher
 
@@ -27,6 +27,10 @@ def affine(rows: Rows) -> ModelOutputs:
     """Two inputs, two outputs of different shapes: y = 2x + 1 per value, s = sum of x and b per row."""
     x, b = rows["x"], rows["b"]
     return {"y": 2 * x + 1, "s": x.sum(axis=1) + b}
+
+
+AFFINE_OUTPUTS = (TensorSpec("y", "float32", (None, 2)), TensorSpec("s", "float32", (None,)))
+"""What :func:`affine` returns, as its signature would declare it."""
 
 
 def message(first: float, count: int) -> Rows:
@@ -66,8 +70,10 @@ class Recorder:
 
 
 @asynccontextmanager
-async def running(model: Callable[[Rows], ModelOutputs], **batching: Any) -> AsyncIterator[Batcher]:
-    batcher = Batcher(model, BatchingConfig(**batching), name="test-model")
+async def running(
+    model: Callable[[Rows], ModelOutputs], outputs: tuple[TensorSpec, ...] = (), **batching: Any
+) -> AsyncIterator[Batcher]:
+    batcher = Batcher(model, BatchingConfig(**batching), name="test-model", outputs=outputs)
     batcher.start()
     try:
         yield batcher
@@ -186,7 +192,7 @@ async def test_max_delay_lets_a_batch_wait_for_more_rows() -> None:
 async def test_swap_switches_the_model_and_its_version_between_batches() -> None:
     async with running(affine) as batcher:
         before = await score(batcher, message(1, 1))
-        batcher.swap(lambda rows: {"y": rows["x"] * 0, "s": rows["b"] * 0}, "7")
+        batcher.swap(lambda rows: {"y": rows["x"] * 0, "s": rows["b"] * 0}, "7", ())
         after = await score(batcher, message(1, 1))
 
     np.testing.assert_array_equal(before["y"], [[3, 5]])
@@ -300,12 +306,24 @@ async def test_a_cancelled_caller_does_not_disturb_its_batch() -> None:
         assert_rows_equal(await score(batcher, message(3, 1)), row_by_row(message(3, 1)))
 
 
-async def test_zero_rows_resolve_at_once_without_a_model_call() -> None:
+async def test_zero_rows_resolve_at_once_to_empty_outputs_without_a_model_call() -> None:
     model = Recorder()
-    async with running(model) as batcher:
-        future = await batcher.submit({"x": np.zeros((0, 2), np.float32), "b": np.zeros(0, np.float32)}, 0)
+    none = {"x": np.zeros((0, 2), np.float32), "b": np.zeros(0, np.float32)}
+    async with running(model, AFFINE_OUTPUTS) as batcher:
+        future = await batcher.submit(none, 0)
         assert future.done()
-        assert future.result() == {}
+        # What the model itself answers for zero rows, without calling it.
+        assert_rows_equal(future.result(), affine(none))
+        assert future.result().model_version == ""
+
+        # The outputs of the model swapped in: a string is an object array, an open dimension 0.
+        batcher.swap(affine, "2", (TensorSpec("label", "string", (None,)),
+                                   TensorSpec("grid", "int64", (None, None, 3))))
+        swapped = (await batcher.submit(none, 0)).result()
+        assert {k: (v.dtype, v.shape) for k, v in swapped.items()} == {
+            "label": (np.dtype(object), (0,)), "grid": (np.dtype(np.int64), (0, 0, 3)),
+        }
+        assert swapped.model_version == "2"
         assert batcher.batches == 0
     assert model.sizes == []
 

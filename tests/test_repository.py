@@ -198,6 +198,91 @@ def test_a_shared_entry_must_name_an_enabled_model_plugin() -> None:
         make_server("model_repository: {models: {a: {plugin: anomalyy}}}")
 
 
+def test_a_listed_model_cannot_take_a_model_plugins_name(
+    repository: Path, scaler_plugin: ModuleType, scaler_model: Path
+) -> None:
+    from streamserve.errors import ConfigError
+
+    plugins = f"plugins: {{scaler: {{model_path: {scaler_model}}}}}\n"
+    for entry in (f"{{path: {repository / 'affine'}}}", "{plugin: other}"):
+        with pytest.raises(ConfigError) as error:
+            make_server(f"{plugins}model_repository: {{models: {{scaler: {entry}}}}}\n", [scaler_plugin])
+        assert "model_repository.models.scaler: plugin 'scaler' already serves a model of that " \
+               "name" in str(error.value)
+        assert "write `scaler: {plugin: scaler}`, else give this model another name" in str(error.value)
+
+    shared = make_server(f"{plugins}model_repository: {{models: {{scaler: {{plugin: scaler}}}}}}\n",
+                         [scaler_plugin])
+    assert shared.repository.public["scaler"] is shared.plugins[0].own
+
+
+async def test_a_folder_named_like_a_model_plugins_model_is_refused_and_the_rest_serve(
+    repository: Path, tmp_path: Path, scaler_plugin: ModuleType, scaler_model: Path
+) -> None:
+    root = tmp_path / "repo"
+    shutil.copytree(repository / "affine", root / "affine")
+    shutil.copytree(repository / "double", root / "scaler")  # the scaler plugin's model is "scaler"
+    plugins = f"plugins: {{scaler: {{model_path: {scaler_model}}}}}\n"
+    text = f"{plugins}on_plugin_error: continue\nmodel_repository: {{path: {root}}}\n"
+    server = make_server(text, [scaler_plugin])
+    await server.start()
+    try:
+        await server.load_models()
+        refused = server.repository.get("scaler")
+        assert not refused.ready
+        assert refused.reason.startswith(f"the folder {root / 'scaler'} is refused: plugin 'scaler' "
+                                         "already serves a model of that name")
+        assert "rename the folder, or list `scaler: {plugin: scaler}`" in refused.reason
+        with pytest.raises(Unavailable, match="is refused: plugin 'scaler' already serves"):
+            server.repository.route(Infer("scaler", {}))
+        assert await health(server, "model/scaler") == "NOT_SERVING"
+        assert await health(server, "model/affine") == "SERVING"
+        assert await health(server, server.plugins[0].service_name) == "SERVING"  # the plugin's own
+        # Nothing was loaded for the folder, so the series named "scaler" are the plugin's alone.
+        samples = server.metrics.registry.get_sample_value
+        assert samples("streamserve_model_load_failures_total", {"model": "scaler"}) is None
+        assert samples("streamserve_model_info", {"model": "scaler", "version": "1"}) == 1.0
+        assert samples("streamserve_model_info", {"model": "scaler", "version": "2"}) is None
+    finally:
+        await server.stop(0)
+
+    failing = make_server(f"{plugins}model_repository: {{path: {root}}}\n", [scaler_plugin])
+    await failing.start()
+    try:
+        with pytest.raises(ModelLoadError, match="is refused"):  # as a broken model stops start-up
+            await failing.load_models()
+    finally:
+        await failing.stop(0)
+
+    listed = f"{plugins}model_repository: {{path: {root}, models: {{scaler: {{plugin: scaler}}}}}}\n"
+    fixed = make_server(listed, [scaler_plugin])
+    assert fixed.repository.public["scaler"] is fixed.plugins[0].own  # the folder is ignored
+
+
+async def test_a_folder_named_like_a_model_plugins_model_is_refused_while_serving(
+    repository: Path, tmp_path: Path, scaler_plugin: ModuleType, scaler_model: Path
+) -> None:
+    root = tmp_path / "repo"
+    shutil.copytree(repository / "affine", root / "affine")
+    text = (f"plugins: {{scaler: {{model_path: {scaler_model}}}}}\n"
+            f"model_repository: {{path: {root}, poll_seconds: null}}\n")  # on_plugin_error: fail
+    server = make_server(text, [scaler_plugin])
+    await server.start()
+    try:
+        await server.load_models()
+        shutil.copytree(repository / "double", root / "scaler")
+        await server.reload_models()
+        assert server.repository.names() == ["affine", "scaler"]
+        assert "is refused: plugin 'scaler' already serves" in server.repository.get("scaler").reason
+        assert await health(server, "model/scaler") == "NOT_SERVING"
+        assert await health(server, "model/affine") == "SERVING"
+        own = server.plugins[0].own
+        assert own is not None and own.batcher is not None and own.model is not None
+        assert own.model.path == scaler_model / "1"  # still the plugin's model, untouched
+    finally:
+        await server.stop(0)
+
+
 async def test_new_versions_and_new_models_are_served_without_a_restart(
     repository: Path, tmp_path: Path
 ) -> None:

@@ -199,7 +199,9 @@ class RepositoryConfig(_Strict):
     """A folder of models, each ``<name>/<version>/`` a SavedModel (``<name>/`` itself may be the
     SavedModel). Relative to the config file. Null: only the models listed under ``models``."""
     models: dict[str, RepositoryModelConfig] = Field(default_factory=dict)
-    """Models by name, besides (or overriding) those found under ``path``."""
+    """Models by name, besides (or overriding) those found under ``path``. A model plugin's name
+    (``anomaly``) names its model: here only ``anomaly: {plugin: anomaly}`` may use it, and a folder
+    of that name under ``path`` is refused."""
     batching: BatchingConfig = BatchingConfig()
     """Batching of each repository model's calls, unless the model sets its own."""
     poll_seconds: Annotated[float, Field(gt=0)] | None = 30.0

@@ -16,7 +16,8 @@ gives a :class:`Method`:
 ``postprocess(outputs, request, state) -> response``
     turns the model outputs for exactly those rows (an :class:`Outputs` mapping by signature output
     name, whose ``model_version`` says which model version scored them) into the response message;
-    for a server-streaming method, an iterable of response messages.
+    for a server-streaming method, an iterable of response messages. For zero rows the core makes
+    no model call and answers as the model would: an empty array per output (first dimension 0).
 
 Rows from many concurrent calls are concatenated into one model call by the batcher, so pre- and
 postprocessing must treat rows independently; anything that depends on earlier messages lives in the

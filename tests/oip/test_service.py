@@ -212,6 +212,23 @@ async def test_zero_rows_give_empty_outputs(stub: pb2_grpc.GRPCInferenceServiceS
     assert {o.name: (o.datatype, list(o.shape)) for o in response.outputs} == {
         "label": ("BYTES", [0]), "sum": ("FP32", [0]), "twice": ("INT64", [0]),
     }
+    assert response.model_version == "1"
+
+    asked = typed_request(np.zeros((0, 3)), [])
+    for name in ("twice", "label"):
+        asked.outputs.add(name=name)
+    response = await stub.ModelInfer(asked, timeout=TIMEOUT)
+    assert [(o.name, o.datatype, list(o.shape)) for o in response.outputs] == [
+        ("twice", "INT64", [0]), ("label", "BYTES", [0]),
+    ]
+
+    words = pb2.ModelInferRequest(model_name="words")
+    words.inputs.add(name="text", datatype="BYTES", shape=[0])
+    response = await stub.ModelInfer(words, timeout=TIMEOUT)
+    assert {o.name: (o.datatype, list(o.shape)) for o in response.outputs} == {
+        "half": ("FP16", [0]), "length": ("INT32", [0]), "upper": ("BYTES", [0]),
+    }
+    assert list(response.raw_output_contents) == [b"", b"", b""]  # FP16 has no typed field: all raw
 
 
 # Streams -----------------------------------------------------------------------------------------

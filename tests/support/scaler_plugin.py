@@ -30,11 +30,11 @@ def preprocess(request: Any, state: Any) -> Rows:
 
 
 def postprocess(outputs: Rows, request: Any, state: Any) -> Any:
-    return scaler_pb2.Values(values=outputs.get("y", ()))
+    return scaler_pb2.Values(values=outputs["y"])
 
 
 def expand(outputs: Rows, request: Any, state: Any) -> Iterator[Any]:
-    for y in outputs.get("y", ()):
+    for y in outputs["y"]:
         yield scaler_pb2.Value(value=y)
 
 

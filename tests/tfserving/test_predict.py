@@ -93,8 +93,18 @@ async def test_concurrent_requests_each_get_their_own_rows(stub: Any) -> None:
     await asyncio.gather(*(one(k) for k in range(1, 21)))
 
 
-async def test_zero_rows_get_empty_outputs(stub: Any) -> None:
-    message = request(LINEAR, x=np.zeros((0, 3), np.float32), n=np.zeros(0, np.int64))
-    response = await stub.Predict(message, timeout=TIMEOUT)
-    assert tf.make_ndarray(response.outputs["score"]).shape == (0,)
-    assert tf.make_ndarray(response.outputs["doubled"]).dtype == np.int64
+async def test_zero_rows_get_the_empty_outputs_the_savedmodel_gives(stub: Any, linear_model: Any) -> None:
+    x, n = np.zeros((0, 3), np.float32), np.zeros(0, np.int64)
+    response = await stub.Predict(request(LINEAR, x=x, n=n), timeout=TIMEOUT)
+    expected = linear_model.signatures["serving_default"](x=tf.constant(x), n=tf.constant(n))
+    assert sorted(response.outputs) == sorted(expected)
+    for name, value in expected.items():
+        got = tf.make_ndarray(response.outputs[name])
+        assert (got.dtype, got.shape) == (value.dtype.as_numpy_dtype, tuple(value.shape)), name
+    assert response.model_spec.version.value == 1
+
+    words = request(STRINGS, "upper", words=np.zeros(0, dtype=object))
+    upper = (await stub.Predict(words, timeout=TIMEOUT)).outputs
+    assert list(upper) == ["upper"]
+    assert upper["upper"].dtype == tf.string.as_datatype_enum
+    assert tf.make_ndarray(upper["upper"]).shape == (0,)

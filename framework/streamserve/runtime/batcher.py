@@ -10,6 +10,8 @@ through an executor and a worker task: a lone row crosses into the thread and ba
 The queue is bounded in rows: :meth:`Batcher.submit` waits for room, so a call that produces rows
 faster than the model scores them stops reading its stream and gRPC flow control slows the client.
 A message's rows are never split across batches (a chunk bigger than ``max_batch_size`` runs alone).
+A message of zero rows makes no model call: it gets one empty array per output of the model's
+signature, as the model itself would answer, so plugins need no case of their own for it.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import asyncio
 import collections
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from streamserve.config import BatchingConfig
-from streamserve.contract import Outputs, Rows
+from streamserve.contract import Outputs, Rows, TensorSpec
 from streamserve.errors import StreamserveError, Unavailable
 
 __all__ = ["Batcher"]
@@ -60,9 +62,12 @@ class Batcher:
         *,
         name: str,
         version: str = "",
+        outputs: Sequence[TensorSpec] = (),
         on_batch: Callable[[int], None] | None = None,
     ) -> None:
-        self._model = (call, version)
+        self._model = (call, version, tuple(outputs))
+        """The model call, its version and its signature's outputs (a message of zero rows gets
+        them empty): one tuple, so :meth:`swap` replaces them together."""
         self._on_batch = on_batch
         """Told the row count of every model call that succeeded (for metrics)."""
         self._config = config
@@ -93,9 +98,9 @@ class Batcher:
         """The version of the model that the next batch runs on."""
         return self._model[1]
 
-    def swap(self, call: ModelCall, version: str) -> None:
+    def swap(self, call: ModelCall, version: str, outputs: Sequence[TensorSpec]) -> None:
         """Run the following batches on another model; the batch in flight finishes on its own."""
-        self._model = (call, version)
+        self._model = (call, version, tuple(outputs))
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -123,7 +128,8 @@ class Batcher:
         """Queue ``count`` rows; returns a future of their outputs. Waits while the queue is full."""
         future: asyncio.Future[Outputs] = asyncio.get_running_loop().create_future()
         if count == 0:
-            future.set_result(Outputs({}, self.version))
+            _, version, outputs = self._model
+            future.set_result(Outputs(_no_rows(outputs), version))
             return future
         limit = self._config.max_queued_rows
         while self._queued_rows and self._queued_rows + count > limit and not self._closed:
@@ -152,7 +158,7 @@ class Batcher:
         with self._lock:
             if self._pending or self._running or self._closed or count == 0:
                 return None
-        call, version = self._model
+        call, version, _ = self._model
         results, calls = self._run(call, version, [_Pending(rows, count, _NO_FUTURE)], count)
         self._count(calls)
         result = results[0][1]
@@ -182,7 +188,7 @@ class Batcher:
                 self._queued_rows -= size
             if self._room_waiters:  # else nobody to wake; _deliver sets it in any case
                 self._post(self._has_room.set)
-            call, version = self._model  # a swap() applies from the next batch on
+            call, version, _ = self._model  # a swap() applies from the next batch on
             results = self._run(call, version, batch, size)
             with lock:
                 self._running = []
@@ -272,6 +278,15 @@ def _run_model(call: ModelCall, batch: list[_Pending], size: int) -> dict[str, n
                 "every output needs the batch dimension first"
             )
     return outputs
+
+
+def _no_rows(outputs: tuple[TensorSpec, ...]) -> dict[str, npt.NDArray[Any]]:
+    """What a model answers for zero rows: an empty array per output (a dimension of any size is 0)."""
+    return {
+        spec.name: np.empty((0, *(size or 0 for size in spec.shape[1:])),
+                            dtype=object if spec.dtype == "string" else spec.dtype)
+        for spec in outputs
+    }
 
 
 def _unloaded() -> Unavailable:

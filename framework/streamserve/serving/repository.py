@@ -5,6 +5,10 @@ in the YAML) adds models by name for protocol plugins: every ``<name>/`` folder 
 and the models it lists (a path, or the model a plugin already serves: one object, so one load and
 one batcher whichever protocol the rows come from). :class:`Repository` is also the read-only
 :class:`~streamserve.contract.Models` view that protocol plugins get.
+
+A name means one model everywhere: metrics and the health entry ``model/<name>`` are keyed by it.
+So a repository model may take a model plugin's name only to share that plugin's model; a listed
+model that would not is a config error, a folder that would is refused (not ready, reason given).
 """
 
 from __future__ import annotations
@@ -45,9 +49,13 @@ class ServedModel:
     """Set once the model is loaded and warm: from then on it is ready."""
     load_error: str | None = None
     """Why the model could not be loaded (with ``on_plugin_error: continue``), or None."""
+    refused: str | None = None
+    """Why the model is never loaded (a folder named like a plugin's model), or None."""
 
     def load(self, directory: Path | None = None) -> Model:
         """Load, check and warm the model (``directory``, else where it comes from). Blocking."""
+        if self.refused is not None:
+            raise ModelLoadError(self.refused)
         if directory is None:
             try:
                 directory = self.locate()
@@ -65,6 +73,8 @@ class ServedModel:
 
     def require_ready(self) -> Batcher:
         if self.batcher is None:
+            if self.refused is not None:
+                raise Unavailable(f"model {self.name!r} is not available: {self.refused}")
             if self.load_error is not None:
                 raise Unavailable(
                     f"model {self.name!r} is not available: it failed to load ({self.load_error}); "
@@ -90,7 +100,7 @@ class Repository:
 
     def __init__(self) -> None:
         self.models: dict[str, ServedModel] = {}
-        """Models by name: every plugin's own and the repository's."""
+        """The model plugins' own models, by plugin name (which is the model's name)."""
         self.public: dict[str, ServedModel] = {}
         """The repository's models, by the name clients use."""
 
@@ -104,6 +114,10 @@ class Repository:
             raise ConfigError(f"{source}: model_repository.path: {config.path} is not a folder")
         self.discover(config)
         for name, entry in config.models.items():
+            if name in self.models and entry.plugin != name:
+                raise ConfigError(f"{source}: model_repository.models.{name}: {_taken(name)}; to "
+                                  f"share the plugin's model, write `{name}: {{plugin: {name}}}`, "
+                                  "else give this model another name")
             if entry.plugin is not None:
                 shared = self.models.get(entry.plugin)
                 if shared is None:
@@ -128,6 +142,14 @@ class Repository:
             if folder.is_dir() and not folder.name.startswith(".") and folder.name not in self.public:
                 model = _repository_model(folder.name, folder, "serving_default", config.batching,
                                           config.poll_seconds)
+                if folder.name in self.models:  # not loaded, nor watched: its name is not its own
+                    model.watched = None
+                    model.refused = (
+                        f"the folder {folder} is refused: {_taken(folder.name)}; rename the folder, "
+                        f"or list `{folder.name}: {{plugin: {folder.name}}}` under "
+                        "model_repository.models to share the plugin's model under this name "
+                        "(the folder is then ignored)"
+                    )
                 self.public[folder.name] = model
                 new.append(model)
         return new
@@ -163,6 +185,11 @@ class Repository:
         assert model.model is not None
         count = _check_rows(infer.rows, model.model.signature, infer.model)
         return batcher, infer.rows, count
+
+
+def _taken(name: str) -> str:
+    return (f"plugin {name!r} already serves a model of that name, and a name must mean one model "
+            f"(metrics and the health entry model/{name} are keyed by it)")
 
 
 def _repository_model(

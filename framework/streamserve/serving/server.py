@@ -179,7 +179,8 @@ class Server:
             if fatal:
                 raise
             model.load_error = str(exc)
-            self.metrics.load_failures.labels(model.name).inc()
+            if model.refused is None:  # a refused model's name, and so its series, is another's
+                self.metrics.load_failures.labels(model.name).inc()
             log.error("model %r (%s) is not ready: %s", model.name, model.owner, exc)
             return
         await self._serve_model(model, loaded)
@@ -249,11 +250,12 @@ class Server:
         if served.batcher is None:
             batch_rows = self.metrics.batch_rows.labels(served.name)
             batcher = Batcher(model.call, served.batching_for(model), name=f"model-{served.name}",
-                              on_batch=batch_rows.observe, version=model.version)
+                              on_batch=batch_rows.observe, version=model.version,
+                              outputs=model.signature.outputs)
             batcher.start()
             served.batcher = batcher
         else:
-            served.batcher.swap(model.call, model.version)
+            served.batcher.swap(model.call, model.version, model.signature.outputs)
         served.model, served.load_error = model, None
         self.metrics.watch_queue(served.name, lambda: float(_queued_rows(served)))
         self.metrics.model_served(served.name, model.version)

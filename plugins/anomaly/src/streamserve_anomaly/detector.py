@@ -130,7 +130,7 @@ def postprocess_chunk(outputs: Outputs, chunk: DataChunk, state: StreamState) ->
     """The scores of a chunk's points, in order."""
     reply = ScoreChunk(series_id=chunk.series_id, model_version=outputs.model_version)
     if not chunk.values:
-        return reply  # no rows: the core did not call the model, ``outputs`` is empty
+        return reply  # no rows: the core made no model call, there is nothing to score
     errors = outputs[ERROR].astype(np.float64)
     values = np.asarray(chunk.values, dtype=np.float64)
     scores = state.series[chunk.series_id].calibrator.chunk(errors, values)

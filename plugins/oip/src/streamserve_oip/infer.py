@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import numpy.typing as npt
 
 from streamserve import Infer, InvalidArgument, ModelInfo, Models, Outputs
@@ -38,7 +37,7 @@ def preprocess(request: Any, models: Models) -> Infer:
 
 def postprocess(outputs: Outputs, request: Any, models: Models) -> Any:
     """The model's outputs for the request -> its ``ModelInferResponse``."""
-    arrays = _selected(outputs, request, models)
+    arrays = _selected(outputs, request)
     raw = _wants_raw(request, arrays)
     response = pb2.ModelInferResponse(
         model_name=request.model_name, model_version=outputs.model_version, id=request.id
@@ -87,22 +86,10 @@ def _check_requested_outputs(request: Any, info: ModelInfo) -> None:
                                         "supported; outputs come back in the response")
 
 
-def _selected(outputs: Outputs, request: Any, models: Models) -> dict[str, npt.NDArray[Any]]:
+def _selected(outputs: Outputs, request: Any) -> dict[str, npt.NDArray[Any]]:
     """The outputs the request asks for (all, if it names none), in the order it names them."""
     names = [output.name for output in request.outputs] or list(outputs)
-    if all(name in outputs for name in names) and names:
-        return {name: outputs[name] for name in names}
-    # A request of zero rows makes no model call, so there are no arrays: answer empty ones shaped
-    # as the signature says.
-    signature = models.get(request.model_name).signature
-    specs = {spec.name: spec for spec in signature.outputs} if signature else {}
-    names = [output.name for output in request.outputs] or list(specs)
-    arrays = {}
-    for name in names:
-        spec = specs[name]
-        dtype = object if spec.dtype == "string" else spec.dtype
-        arrays[name] = np.zeros([0, *(d or 0 for d in spec.shape[1:])], dtype=dtype)
-    return arrays
+    return {name: outputs[name] for name in names}
 
 
 def _wants_raw(request: Any, arrays: dict[str, npt.NDArray[Any]]) -> bool:

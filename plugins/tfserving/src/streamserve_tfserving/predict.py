@@ -7,15 +7,13 @@ Serving's API has: the signature name and ``output_filter``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
-import numpy as np
-
-from streamserve import Infer, InvalidArgument, Models, Outputs, Signature
+from streamserve import Infer, InvalidArgument, Models, Outputs
 from streamserve_tfserving.apis import PredictResponse
 from streamserve_tfserving.model_spec import check_signature_name, fill_model_spec, resolve
-from streamserve_tfserving.tensors import STRING, Array, read_tensor, write_tensor
+from streamserve_tfserving.tensors import read_tensor, write_tensor
 
 __all__ = ["postprocess", "preprocess"]
 
@@ -41,22 +39,10 @@ def postprocess(outputs: Outputs, request: Any, models: Models) -> Any:
     response = PredictResponse()
     fill_model_spec(response.model_spec, name, outputs.model_version,
                     signature.name if signature else request.model_spec.signature_name)
-    arrays: Mapping[str, Array] = outputs
-    if not outputs and signature is not None:
-        arrays = _no_rows(signature)  # inputs of zero rows: the core made no model call
-    _check_output_filter(request.output_filter, list(arrays))  # again, had the model been loading
-    for alias in request.output_filter or arrays:
-        write_tensor(response.outputs[alias], arrays[alias])
+    _check_output_filter(request.output_filter, list(outputs))  # again, had the model been loading
+    for alias in request.output_filter or outputs:
+        write_tensor(response.outputs[alias], outputs[alias])
     return response
-
-
-def _no_rows(signature: Signature) -> dict[str, Array]:
-    """Empty outputs, as the model would return for zero rows (a dimension of any size is 0)."""
-    return {
-        spec.name: np.empty((0, *(size or 0 for size in spec.shape[1:])),
-                            dtype=object if spec.dtype == STRING else spec.dtype)
-        for spec in signature.outputs
-    }
 
 
 def _check_output_filter(aliases: Iterable[str], served: list[str]) -> None:
