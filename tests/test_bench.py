@@ -123,3 +123,35 @@ def test_profile_summary_counts_self_and_inclusive_time() -> None:
     assert "40 samples" in text
     assert "  75.0  infer (model.py)" in text
     assert " 100.0  serve (app.py)" in text
+
+
+@pytest.mark.e2e
+def test_the_naive_baseline_scores_alike_through_either_model_call(
+    anomaly_model_dir: Path, tmp_path: Path
+) -> None:
+    """``naive`` (the model's tf.function) and ``naive-session`` (streamserve's runner) are one
+    design with two model calls: the same stream must get the same scores from both."""
+    import grpc
+    import numpy as np
+    from streamserve_anomaly._proto import anomaly_detection_pb2 as pb2
+    from streamserve_anomaly._proto import anomaly_detection_pb2_grpc as pb2_grpc
+
+    from benchmarks.servers.launch import start_server, stop_server, wait_ready
+
+    values = np.sin(np.arange(300) / 7.0) + np.random.default_rng(3).normal(0, 0.1, 300)
+    values[250] += 8.0  # an outlier, so that not every score is 0
+    scores = {}
+    for kind in ("naive", "naive-session"):
+        server = start_server(kind, tmp_path, anomaly_model_dir)
+        try:
+            wait_ready(server, 120)
+            with grpc.insecure_channel(server.address) as channel:
+                stub = pb2_grpc.AnomalyDetectionServiceStub(channel)
+                points = (pb2.DataPoint(value=float(v), timestamp=i) for i, v in enumerate(values))
+                answers = list(stub.DetectAnomalyStream(points, timeout=60))
+        finally:
+            stop_server(server)
+        assert [a.timestamp for a in answers] == list(range(len(values)))
+        scores[kind] = np.array([a.score for a in answers])
+    assert scores["naive"].max() > 0
+    np.testing.assert_allclose(scores["naive-session"], scores["naive"], rtol=1e-5, atol=1e-6)
