@@ -133,10 +133,10 @@ def test_the_naive_baseline_scores_alike_through_either_model_call(
     design with two model calls: the same stream must get the same scores from both."""
     import grpc
     import numpy as np
-    from streamserve_anomaly._proto import anomaly_detection_pb2 as pb2
-    from streamserve_anomaly._proto import anomaly_detection_pb2_grpc as pb2_grpc
 
     from benchmarks.servers.launch import start_server, stop_server, wait_ready
+    from streamserve_anomaly._proto import anomaly_detection_pb2 as pb2
+    from streamserve_anomaly._proto import anomaly_detection_pb2_grpc as pb2_grpc
 
     values = np.sin(np.arange(300) / 7.0) + np.random.default_rng(3).normal(0, 0.1, 300)
     values[250] += 8.0  # an outlier, so that not every score is 0

@@ -20,31 +20,7 @@ from streamserve.errors import InvalidArgument, ModelLoadError, NotFound, Unavai
 from streamserve.plugins import discover
 from streamserve.serving import Server
 from streamserve.testing import loopback_config
-from tests.support.models import build_affine_model
-
-
-def build_fixed_batch_model(path: Path) -> Path:
-    """A model whose batch dimension is fixed at 2: ``x: float32[2, 3] -> total: float32[2]``."""
-    import tensorflow as tf
-
-    @tf.function(input_signature=[tf.TensorSpec([2, 3], tf.float32, name="x")])
-    def serve(x: tf.Tensor) -> dict[str, tf.Tensor]:
-        return {"total": tf.reduce_sum(x, axis=1)}
-
-    tf.saved_model.save(tf.Module(), str(path), signatures={"serving_default": serve.get_concrete_function()})
-    return path
-
-
-def build_scalar_model(path: Path) -> Path:
-    """A model of one scalar: ``x: float32[] -> y: float32[] = x * x`` (no batch dimension at all)."""
-    import tensorflow as tf
-
-    @tf.function(input_signature=[tf.TensorSpec([], tf.float32, name="x")])
-    def serve(x: tf.Tensor) -> dict[str, tf.Tensor]:
-        return {"y": x * x}
-
-    tf.saved_model.save(tf.Module(), str(path), signatures={"serving_default": serve.get_concrete_function()})
-    return path
+from tests.support.models import build_affine_model, build_fixed_batch_model, build_scalar_model
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +58,7 @@ async def infer(server: Server, request: Infer) -> dict[str, np.ndarray]:
 
 
 async def test_every_folder_is_a_model_served_at_its_newest_version(repository: Path) -> None:
-    server = make_server(f"model_repository: {{path: {repository}}}")
+    server = make_server(f"model_repository: {{path: {repository}, batching: {{max_batch_size: 64}}}}")
     await server.start()
     try:
         await server.load_models()
@@ -90,6 +66,7 @@ async def test_every_folder_is_a_model_served_at_its_newest_version(repository: 
         assert models.names() == ["affine", "double", "fixed", "scalar"]
         double = models.get("double")
         assert double.ready and double.version == "2"
+        assert double.max_batch_size == 64  # the configured batching, for protocols that tell clients
         assert double.signature is not None
         assert [s.describe() for s in double.signature.inputs] == ["x: float32[?]"]
         out = await infer(server, Infer("double", {"x": np.array([1.0, 2.0], np.float32)}))
@@ -145,6 +122,7 @@ async def test_a_model_with_a_fixed_batch_dimension_runs_one_request_per_call(
         assert fixed.model is not None and not fixed.model.signature.batchable
         assert fixed.batcher is not None
         assert fixed.batching_for(fixed.model).max_batch_size == 1
+        assert server.repository.get("fixed").max_batch_size == 1
         x = np.arange(6, dtype=np.float32).reshape(2, 3)
         futures = [await fixed.batcher.submit({"x": x + k}, 2) for k in range(3)]  # all queued at once
         outs = [await future for future in futures]

@@ -144,6 +144,9 @@ class ModelInfo:
     """What the model takes and returns, read from the SavedModel; None until it is loaded."""
     reason: str = ""
     """Why the model is not ready (loading, or its load error)."""
+    max_batch_size: int = 0
+    """Most rows the core puts in one model call (the model's ``batching.max_batch_size``; 1 when
+    its signature is not batchable, so it runs one request per call); 0 until it is loaded."""
 
 
 class Models(Protocol):

@@ -31,7 +31,7 @@ def repository_config(repository: Path, extra: str = "") -> str:
 
 @pytest.fixture(scope="session")
 def oip_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``adder/1`` and ``words/3`` (tests/oip/models.py)."""
+    """``adder/1``, ``words/3``, ``fixed/1`` and ``scalar/1`` (tests/oip/models.py)."""
     return build_repository(tmp_path_factory.mktemp("oip") / "repo")
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tests.support.models import build_fixed_batch_model, build_scalar_model
+
 
 def build_adder(path: Path) -> Path:
     """``adder``: x float32[?, 3] and k int64[?] -> sum = x . [1, 2, 3] + k, twice = 2k, label = "k"."""
@@ -43,7 +45,11 @@ def build_words(path: Path) -> Path:
 
 
 def build_repository(root: Path) -> Path:
-    """``root/adder/1`` and ``root/words/3``: a model repository as ``model_repository.path`` names it."""
+    """``root/adder/1``, ``root/words/3``, and two models that cannot batch: ``fixed/1`` (batch fixed
+    at 2) and ``scalar/1`` (no batch dimension); a model repository as ``model_repository.path``
+    names it."""
     build_adder(root / "adder" / "1")
     build_words(root / "words" / "3")
+    build_fixed_batch_model(root / "fixed" / "1")
+    build_scalar_model(root / "scalar" / "1")
     return root

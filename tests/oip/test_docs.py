@@ -63,7 +63,7 @@ async def test_the_tritonclient_example_prints_what_the_page_says(oip_server: Se
     script.write_text(example.replace(DOCUMENTED_ADDRESS, oip_server.address), encoding="utf-8")
     printed = (await run(sys.executable, str(script))).splitlines()
     promised = [line.split("  # ", 1)[1] for line in example.splitlines() if line.startswith("print(")]
-    assert len(printed) == len(promised) == 4
+    assert len(printed) == len(promised) == 5
     for line, comment in zip(printed, promised, strict=True):
         assert re.fullmatch(re.escape(comment).replace(re.escape("..."), ".*"), line), (line, comment)
 
@@ -73,5 +73,7 @@ async def test_the_grpcurl_examples_run(oip_server: Server) -> None:
     script = commands.replace(".venv/bin/grpcurl", f"{GRPCURL} -connect-timeout 5")
     output = await run(shell="set -euo pipefail\n" + script.replace(DOCUMENTED_ADDRESS, oip_server.address))
     assert "rpc ModelStreamInfer ( stream .inference.ModelInferRequest )" in output
+    assert "rpc ModelConfig ( .inference.ModelConfigRequest )" in output
     assert '"platform": "tensorflow_savedmodel"' in output
+    assert '"max_batch_size": 8192' in output
     assert re.search(r'"fp32_contents": \[\s*24,\s*52\s*\]', output), output

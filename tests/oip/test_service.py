@@ -72,8 +72,20 @@ async def test_unknown_model_or_version_is_not_found(stub: pb2_grpc.GRPCInferenc
     assert version.code() == grpc.StatusCode.NOT_FOUND
     meta = await failure(stub.ModelMetadata(pb2.ModelMetadataRequest(name="nope"), timeout=TIMEOUT))
     assert meta.code() == grpc.StatusCode.NOT_FOUND
+    other = pb2.ModelConfigRequest(name="adder", version="2")
+    config = await failure(stub.ModelConfig(other, timeout=TIMEOUT))
+    assert config.code() == grpc.StatusCode.NOT_FOUND and "version '2'" in config.details()
     ready = await stub.ModelReady(pb2.ModelReadyRequest(name="adder", version="2"), timeout=TIMEOUT)
     assert ready.ready is False
+
+
+async def test_model_config_of_the_served_version(stub: pb2_grpc.GRPCInferenceServiceStub) -> None:
+    response = await stub.ModelConfig(pb2.ModelConfigRequest(name="adder", version="1"), timeout=TIMEOUT)
+    assert response.config.name == "adder"
+    assert response.config.version_policy.latest.num_versions == 1
+    assert [(i.name, list(i.dims)) for i in response.config.input] == [("k", []), ("x", [3])]
+    unnamed = await failure(stub.ModelConfig(pb2.ModelConfigRequest(), timeout=TIMEOUT))
+    assert unnamed.code() == grpc.StatusCode.INVALID_ARGUMENT and "name" in unnamed.details()
 
 
 def as_fp64(request: Any) -> None:
@@ -283,6 +295,7 @@ async def test_a_model_that_failed_to_load_is_unavailable(tmp_path: Path) -> Non
         request.inputs.add(name="x", datatype="FP32", shape=[1]).contents.fp32_contents.append(1)
         infer = await failure(stub.ModelInfer(request, timeout=TIMEOUT))
         meta = await failure(stub.ModelMetadata(pb2.ModelMetadataRequest(name="broken"), timeout=TIMEOUT))
+        config = await failure(stub.ModelConfig(pb2.ModelConfigRequest(name="broken"), timeout=TIMEOUT))
     assert [(m.name, m.state) for m in index.models] == [("broken", "UNAVAILABLE")]
     assert "SavedModel" in index.models[0].reason
-    assert infer.code() == meta.code() == grpc.StatusCode.UNAVAILABLE
+    assert infer.code() == meta.code() == config.code() == grpc.StatusCode.UNAVAILABLE

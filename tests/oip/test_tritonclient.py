@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from streamserve.config import BatchingConfig
 from tests.oip.conftest import TritonClient
 
 Reference = Callable[..., dict[str, Any]]
@@ -59,10 +60,41 @@ async def test_readiness_metadata_and_repository_calls(triton: TritonClient) -> 
     }
     assert found["index"] == {"models": [
         {"name": "adder", "version": "1", "state": "READY"},
+        {"name": "fixed", "version": "1", "state": "READY"},
+        {"name": "scalar", "version": "1", "state": "READY"},
         {"name": "words", "version": "3", "state": "READY"},
     ]}
     assert found["load_model"]["error"]["status"] == "StatusCode.UNIMPLEMENTED"
     assert "model_repository" in found["load_model"]["error"]["message"]
+
+
+def config(name: str, max_batch_size: int, inputs: list[Any], outputs: list[Any]) -> dict[str, Any]:
+    """A ModelConfig as triton_client.py reads it from tritonclient's own message."""
+    return {"name": name, "platform": "tensorflow_savedmodel", "backend": "tensorflow",
+            "latest_versions": 1, "max_batch_size": max_batch_size, "input": inputs, "output": outputs}
+
+
+async def test_model_config_gives_the_batching_and_the_tensors(triton: TritonClient) -> None:
+    found = await triton("config", ["adder", "words", "fixed", "scalar", "no-such-model"])
+    # Batchable models: the batching limit, and dims without the batch dimension (Triton's way).
+    limit = BatchingConfig().max_batch_size
+    assert found["adder"] == config(
+        "adder", limit,
+        inputs=[["k", "TYPE_INT64", []], ["x", "TYPE_FP32", [3]]],
+        outputs=[["label", "TYPE_STRING", []], ["sum", "TYPE_FP32", []], ["twice", "TYPE_INT64", []]],
+    )
+    assert found["words"] == config(
+        "words", limit,
+        inputs=[["text", "TYPE_STRING", []]],
+        outputs=[["half", "TYPE_FP16", []], ["length", "TYPE_INT32", []], ["upper", "TYPE_STRING", []]],
+    )
+    # Models that cannot batch: 0, and the full shapes.
+    assert found["fixed"] == config("fixed", 0, inputs=[["x", "TYPE_FP32", [2, 3]]],
+                                    outputs=[["total", "TYPE_FP32", [2]]])
+    assert found["scalar"] == config("scalar", 0, inputs=[["x", "TYPE_FP32", []]],
+                                     outputs=[["y", "TYPE_FP32", []]])
+    assert found["no-such-model"]["error"]["status"] == "StatusCode.NOT_FOUND"
+    assert "no-such-model" in found["no-such-model"]["error"]["message"]
 
 
 async def test_infer_with_raw_contents_equals_the_savedmodel(

@@ -10,6 +10,7 @@ the one JSON document it prints:
                                                         tritonclient's generated stub
     python triton_client.py ADDRESS stream [REQUEST,..] start_stream, async_stream_infer each,
                                                         stop_stream
+    python triton_client.py ADDRESS config [MODEL,..]   get_model_config of each model
 
 REQUEST is JSON: ``{"model": "m", "inputs": {"x": ["FP32", [2, 3], [[...]]]}, "outputs": ["y"],
 "id": "7"}`` (``outputs`` and ``id`` optional). BYTES values travel as UTF-8 text.
@@ -25,7 +26,7 @@ from typing import Any
 import grpc
 import numpy as np
 import tritonclient.grpc as grpcclient
-from tritonclient.grpc import service_pb2, service_pb2_grpc
+from tritonclient.grpc import model_config_pb2, service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException, triton_to_np_dtype
 
 TIMEOUT = 30.0  # seconds: a server that hangs fails the test instead of stalling it
@@ -151,6 +152,29 @@ def stream(address: str, requests: list[dict[str, Any]]) -> list[dict[str, Any]]
     return [answers.get_nowait() for _ in range(answers.qsize())]
 
 
+def config(address: str, models: list[str]) -> dict[str, Any]:
+    """Each model's configuration, read from the ModelConfig message tritonclient parsed."""
+    answers: dict[str, Any] = {}
+
+    def tensors(configs: Any) -> list[Any]:
+        return [[t.name, model_config_pb2.DataType.Name(t.data_type), list(t.dims)] for t in configs]
+
+    with grpcclient.InferenceServerClient(address) as client:
+        for model in models:
+            try:
+                found = client.get_model_config(model, client_timeout=TIMEOUT).config
+            except InferenceServerException as error:
+                answers[model] = failure(error)
+                continue
+            answers[model] = {
+                "name": found.name, "platform": found.platform, "backend": found.backend,
+                "latest_versions": found.version_policy.latest.num_versions,
+                "max_batch_size": found.max_batch_size,
+                "input": tensors(found.input), "output": tensors(found.output),
+            }
+    return answers
+
+
 def main(address: str, command: str, argument: str) -> Any:
     if command == "probe":
         return probe(address, argument)
@@ -160,6 +184,8 @@ def main(address: str, command: str, argument: str) -> Any:
         return typed(address, json.loads(argument))
     if command == "stream":
         return stream(address, json.loads(argument))
+    if command == "config":
+        return config(address, json.loads(argument))
     raise SystemExit(f"unknown command {command!r}")
 
 

@@ -91,7 +91,8 @@ class ServedModel:
         reason = "" if ready else (self.load_error or "loading")
         if model is None:
             return ModelInfo(self.name, ready, reason=reason)
-        return ModelInfo(self.name, ready, model.version, model.signature, reason)
+        return ModelInfo(self.name, ready, model.version, model.signature, reason,
+                         max_batch_size=self.batching_for(model).max_batch_size)
 
 
 class Repository:

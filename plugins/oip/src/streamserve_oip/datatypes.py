@@ -15,6 +15,7 @@ __all__ = [
     "DTYPE_NAMES",
     "RAW_ONLY",
     "TYPED_FIELDS",
+    "config_data_type",
     "datatype_of",
     "numpy_dtype",
 ]
@@ -68,6 +69,14 @@ def datatype_of(dtype: str | np.dtype[Any]) -> str | None:
             return "BYTES"
         dtype = dtype.name
     return _DATATYPES.get(dtype)
+
+
+def config_data_type(datatype: str | None) -> str:
+    """The name of ``datatype`` in Triton's model configuration enum ``DataType``: ``TYPE_`` and the
+    same name, except that BYTES is ``TYPE_STRING``; ``TYPE_INVALID`` for None (no OIP datatype)."""
+    if datatype is None:
+        return "TYPE_INVALID"
+    return "TYPE_STRING" if datatype == "BYTES" else f"TYPE_{datatype}"
 
 
 def numpy_dtype(datatype: str) -> np.dtype[Any]:

@@ -41,7 +41,7 @@ SPEC = streamserve.PluginSpec(
         "ServerReady": _method(metadata.no_model, metadata.server_ready),
         "ModelReady": _method(metadata.no_model, metadata.model_ready),
         "ServerMetadata": _method(metadata.no_model, metadata.server_metadata),
-        "ModelMetadata": _method(metadata.model_metadata_request, metadata.model_metadata),
+        "ModelMetadata": _method(metadata.model_request, metadata.model_metadata),
         "ModelInfer": _method(infer.preprocess, infer.postprocess),
         "ModelStreamInfer": Method(
             preprocess=infer.preprocess,
@@ -49,13 +49,14 @@ SPEC = streamserve.PluginSpec(
             open_state=open_state,
             on_error=infer.stream_error,
         ),
+        "ModelConfig": _method(metadata.model_request, metadata.model_config),
         "RepositoryIndex": _method(metadata.no_model, metadata.repository_index),
         "RepositoryModelLoad": _method(metadata.refuse, metadata.never_called),
         "RepositoryModelUnload": _method(metadata.refuse, metadata.never_called),
     },
     signature=None,
     extra={
-        "protocol": "Open Inference Protocol v2 (gRPC), with Triton's ModelStreamInfer",
+        "protocol": "Open Inference Protocol v2 (gRPC), with Triton's ModelStreamInfer and ModelConfig",
         "models": "every model of model_repository",
     },
 )
