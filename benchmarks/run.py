@@ -79,6 +79,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="load-generator processes (default 2)")
     parser.add_argument("--max-batch-size", type=int, metavar="N",
                         help="streamserve's batching.max_batch_size (default: the server's default)")
+    parser.add_argument("--intra-op-threads", type=int, metavar="N",
+                        help="streamserve's tensorflow.intra_op_threads (default: the server's default)")
     parser.add_argument("--out", type=Path, default=RESULTS, help=f"results folder (default {RESULTS})")
     parser.add_argument("--profile", nargs="?", const="threads", choices=["threads", "gil"],
                         help="record each server with py-spy during each timed scenario (into "
@@ -99,7 +101,7 @@ def _log(message: str) -> None:
 
 
 def _start_all(
-    kinds: list[str], workdir: Path, *, quick: bool, max_batch_size: int | None
+    kinds: list[str], workdir: Path, *, quick: bool, tuning: dict[str, int | None]
 ) -> dict[str, ServerProcess]:
     """Train the model (if a server needs it) while echo starts; then start and await the rest."""
     servers: dict[str, ServerProcess] = {}
@@ -118,7 +120,7 @@ def _start_all(
                 raise RuntimeError(f"training failed ({code}):\n{log}")
         for kind in kinds:
             if kind not in servers:
-                servers[kind] = start_server(kind, workdir, model_dir, max_batch_size=max_batch_size)
+                servers[kind] = start_server(kind, workdir, model_dir, **tuning)
         for kind in kinds:
             wait_ready(servers[kind], _START_TIMEOUT)
             _log(f"{kind} ready on {servers[kind].address} (pid {servers[kind].pid})")
@@ -180,8 +182,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if profiles:
         profiles.mkdir(parents=True, exist_ok=True)
     try:
-        servers = _start_all(args.servers, workdir, quick=args.quick,
-                             max_batch_size=args.max_batch_size)
+        tuning = {"max_batch_size": args.max_batch_size, "intra_op_threads": args.intra_op_threads}
+        servers = _start_all(args.servers, workdir, quick=args.quick, tuning=tuning)
         pool = ClientPool(args.clients)
         for repeat in range(args.repeat):
             # Each repeat starts with another server, so none is always measured first.
@@ -221,7 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "quick": args.quick, "repeat": args.repeat, "duration": timing_.duration,
             "warmup": timing_.warmup, "clients": args.clients, "servers": args.servers,
             "scenarios": args.scenarios, "profile": args.profile,
-            "max_batch_size": args.max_batch_size,
+            "max_batch_size": args.max_batch_size, "intra_op_threads": args.intra_op_threads,
         },
         scenarios={s.name: s.describe() for s in chosen},
         machine=machine,

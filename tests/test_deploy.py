@@ -107,6 +107,12 @@ def test_the_pods_config_is_valid_for_streamserve_and_its_plugins() -> None:
     assert config.server.health_address is not None
 
 
+def test_tensorflow_threads_match_the_pods_cpu_request() -> None:
+    request = container()["resources"]["requests"]["cpu"]
+    cores = int(request[:-1]) / 1000 if request.endswith("m") else float(request)
+    assert pod_config().tensorflow.intra_op_threads == max(1, round(cores))
+
+
 def test_probes_ask_the_health_only_port_about_the_real_services() -> None:
     config = pod_config()
     health_port = port(config.server.health_address)

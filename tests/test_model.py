@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
@@ -292,3 +293,35 @@ def test_a_model_whose_session_disagrees_is_called_through_its_function(tmp_path
     zeros = np.zeros((3, 2), np.float32)
     noise = model.call({"a": zeros, "b": zeros})["d"]
     assert noise.shape == (3, 2) and ((noise >= 0) & (noise < 1)).all()
+
+
+def test_tensorflow_thread_pools_follow_the_config(models: dict[str, Path]) -> None:
+    """The YAML's ``tensorflow`` sizes reach TF's own pools and the model's session. In a fresh
+    process: TF fixes its pools at its first use, which in this one happened long ago."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(f"""
+        import json, sys
+        from pathlib import Path
+        from streamserve.config import StreamserveConfig
+        from streamserve.contract import Signature, TensorSpec
+        from streamserve.runtime import load_model
+        from streamserve.serving import Server
+        import tensorflow as tf
+
+        config = StreamserveConfig(tensorflow={{"intra_op_threads": 1, "inter_op_threads": 3}})
+        Server(config, [])  # only notes the sizes: no model, no TF work yet
+        spec = Signature(inputs=(TensorSpec("x", "float32", (None,)),),
+                         outputs=(TensorSpec("y", "float32", (None,)),))
+        model = load_model(Path({str(models["versioned"])!r}), spec, plugin="p")
+        session = model._owner
+        print(json.dumps([tf.config.threading.get_intra_op_parallelism_threads(),
+                          tf.config.threading.get_inter_op_parallelism_threads(),
+                          model.runner, session._config.intra_op_parallelism_threads,
+                          session._config.inter_op_parallelism_threads]))
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == [1, 3, "session", 1, 3]

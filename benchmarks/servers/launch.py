@@ -85,9 +85,13 @@ def train_model(out_dir: Path, *, steps: int, log_path: Path) -> subprocess.Pope
     return _spawn([sys.executable, "-c", code, str(out_dir), str(steps)], log_path)
 
 
-def _streamserve_config(workdir: Path, model_base: Path, max_batch_size: int | None) -> Path:
+def _streamserve_config(
+    workdir: Path, model_base: Path, max_batch_size: int | None, intra_op_threads: int | None
+) -> Path:
     config = workdir / "streamserve.yaml"
     batching = f"    batching:\n      max_batch_size: {max_batch_size}\n" if max_batch_size else ""
+    threads = "" if intra_op_threads is None else (
+        f"tensorflow:\n  intra_op_threads: {intra_op_threads}\n")
     config.write_text(
         "# Written by the benchmark harness: the defaults, the benchmark's model.\n"
         "log_level: INFO\n"
@@ -101,18 +105,24 @@ def _streamserve_config(workdir: Path, model_base: Path, max_batch_size: int | N
         # The OIP scenarios: the same model, one batcher, under the name `anomaly`.
         "model_repository:\n"
         "  models:\n"
-        "    anomaly: {plugin: anomaly}\n"
+        "    anomaly: {plugin: anomaly}\n" + threads
     )
     return config
 
 
 def start_server(
-    kind: str, workdir: Path, model_dir: Path, *, max_batch_size: int | None = None
+    kind: str,
+    workdir: Path,
+    model_dir: Path,
+    *,
+    max_batch_size: int | None = None,
+    intra_op_threads: int | None = None,
 ) -> ServerProcess:
     """Start server ``kind`` on an ephemeral loopback port; :func:`wait_ready` before using it.
 
     :param model_dir: the model version directory (``<base>/1``); streamserve is given its base.
     :param max_batch_size: streamserve's ``batching.max_batch_size``; None: its default.
+    :param intra_op_threads: streamserve's ``tensorflow.intra_op_threads``; None: its default.
     """
     log_path = workdir / f"{kind}.log"
     python = sys.executable
@@ -122,7 +132,7 @@ def start_server(
         command = [python, "-m", "benchmarks.servers.naive", "--address", "127.0.0.1:0",
                    "--model", str(model_dir), "--call", "session" if kind == "naive-session" else "function"]
     elif kind == "streamserve":
-        config = _streamserve_config(workdir, model_dir.parent, max_batch_size)
+        config = _streamserve_config(workdir, model_dir.parent, max_batch_size, intra_op_threads)
         command = [python, "-m", "streamserve", "serve", "--config", str(config),
                    "--address", "127.0.0.1:0"]
     else:

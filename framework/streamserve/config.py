@@ -209,6 +209,17 @@ class RepositoryConfig(_Strict):
     Null: never poll."""
 
 
+class TensorflowConfig(_Strict):
+    """TensorFlow's thread pools, shared by every model of the server (TF has one set per process)."""
+
+    intra_op_threads: Annotated[int, Field(ge=0)] = 0
+    """Threads one operation (a large matrix product) may be split over. 0: TensorFlow's choice, one
+    per core it sees. In a container TF still sees every core of the node, whatever the pod's CPU
+    request or limit: set that number here."""
+    inter_op_threads: Annotated[int, Field(ge=0)] = 0
+    """Operations of one model call that may run at once. 0: TensorFlow's choice."""
+
+
 class StreamserveConfig(_Strict):
     """The whole configuration file."""
 
@@ -224,6 +235,8 @@ class StreamserveConfig(_Strict):
     """The Prometheus metrics endpoint."""
     model_repository: RepositoryConfig = RepositoryConfig()
     """Models served by name through protocol plugins (OIP, TF Serving). Empty by default."""
+    tensorflow: TensorflowConfig = TensorflowConfig()
+    """How TensorFlow runs the models: its thread pools."""
     on_plugin_error: Literal["fail", "continue"] = "fail"
     """A plugin whose model is missing, corrupt or mismatched: ``fail`` stops start-up; ``continue``
     reports it (log, health NOT_SERVING for its service) and serves the other plugins."""

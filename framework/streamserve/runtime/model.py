@@ -19,9 +19,45 @@ import numpy.typing as npt
 from streamserve.contract import Rows, Signature, TensorSpec
 from streamserve.errors import ModelLoadError, SignatureMismatch
 
-__all__ = ["Model", "load_model", "resolve_version"]
+__all__ = ["Model", "load_model", "resolve_version", "use_threads"]
 
 log = logging.getLogger(__name__)
+
+@dataclass
+class _Threads:
+    """TensorFlow's thread pools are per process and fixed at TF's first use: :func:`use_threads`
+    notes the sizes, the first :func:`load_model` applies them (0: TensorFlow's choice)."""
+
+    intra_op: int = 0
+    inter_op: int = 0
+    applied: bool = False
+
+
+_THREADS = _Threads()
+
+
+def use_threads(intra_op: int, inter_op: int) -> None:
+    """Size TensorFlow's thread pools for the models this process will load (0: TF's choice).
+
+    Cheap and TF-free, so a server can call it before it decides to load anything; it takes effect at
+    the first :func:`load_model`. Once TensorFlow has run, its pools cannot change: a later call with
+    other sizes is logged and ignored."""
+    if _THREADS.applied and (_THREADS.intra_op, _THREADS.inter_op) != (intra_op, inter_op):
+        log.warning("TensorFlow's thread pools are already in use; intra_op_threads=%d and "
+                    "inter_op_threads=%d apply after a restart", intra_op, inter_op)
+        return
+    _THREADS.intra_op, _THREADS.inter_op = intra_op, inter_op
+
+
+def _apply_threads(tf: Any) -> None:
+    if _THREADS.applied:
+        return
+    _THREADS.applied = True
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(_THREADS.intra_op)
+        tf.config.threading.set_inter_op_parallelism_threads(_THREADS.inter_op)
+    except RuntimeError as exc:  # TF ran before streamserve loaded a model (an embedding program)
+        log.warning("TensorFlow's thread pools were set before streamserve's first model: %s", exc)
 
 
 @dataclass(frozen=True)
@@ -72,6 +108,7 @@ def load_model(path: Path, signature: Signature | str, *, plugin: str) -> Model:
     """
     import tensorflow as tf  # heavy: imported only when a model is really loaded
 
+    _apply_threads(tf)
     directory, version = resolve_version(path)
     name = signature.name if isinstance(signature, Signature) else signature
     started = time.perf_counter()
@@ -165,7 +202,10 @@ def _session_call(
         saved.ParseFromString((directory / "saved_model.pb").read_bytes())
         tags = next(list(m.meta_info_def.tags) for m in saved.meta_graphs if name in m.signature_def)
         graph = tf.Graph()
-        session = tf.compat.v1.Session(graph=graph)
+        session = tf.compat.v1.Session(graph=graph, config=tf.compat.v1.ConfigProto(
+            intra_op_parallelism_threads=_THREADS.intra_op,
+            inter_op_parallelism_threads=_THREADS.inter_op,
+        ))
         tf_log, level = tf.get_logger(), tf.get_logger().level
         tf_log.setLevel(logging.ERROR)  # the v1 loader's deprecation notice would read as a fault
         try:
