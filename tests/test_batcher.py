@@ -17,7 +17,7 @@ import pytest
 from streamserve.config import BatchingConfig
 from streamserve.contract import Outputs, Rows, TensorSpec
 from streamserve.errors import InvalidArgument, StreamserveError, Unavailable
-from streamserve.runtime import Batcher
+from streamserve.runtime import Batcher, CallStatistics
 
 TIMEOUT = 5.0  # seconds; a hang fails the test instead of stalling the run
 ModelOutputs = dict[str, npt.NDArray[Any]]
@@ -139,7 +139,7 @@ async def test_concurrent_submitters_get_their_own_rows_back() -> None:
     async with running(model, max_batch_size=32) as batcher:
         await asyncio.gather(*(caller(batcher, n) for n in range(50)))
         total = sum(1 + (n + i) % 4 for n in range(50) for i in range(5))
-        assert (batcher.rows, batcher.batches) == (total, len(model.sizes))
+        assert (batcher.statistics.rows, batcher.statistics.calls) == (total, len(model.sizes))
     assert max(model.sizes) > 1
 
 
@@ -149,7 +149,7 @@ async def test_busy_model_gets_bigger_batches_but_never_above_max_batch_size() -
 
     async with running(model, max_batch_size=8) as batcher:
         results = await asyncio.gather(*(score(batcher, m) for m in submits))
-        assert batcher.batches == len(model.sizes)
+        assert batcher.statistics.calls == len(model.sizes)
 
     for rows, result in zip(submits, results, strict=True):
         assert_rows_equal(result, row_by_row(rows))
@@ -324,7 +324,7 @@ async def test_zero_rows_resolve_at_once_to_empty_outputs_without_a_model_call()
             "label": (np.dtype(object), (0,)), "grid": (np.dtype(np.int64), (0, 0, 3)),
         }
         assert swapped.model_version == "2"
-        assert batcher.batches == 0
+        assert batcher.statistics.calls == 0
     assert model.sizes == []
 
 
@@ -416,7 +416,7 @@ async def test_call_now_runs_an_idle_model_on_the_callers_thread() -> None:
         assert_rows_equal(result, affine(rows))
         assert result.model_version == batcher.version
         assert seen == [threading.current_thread().name]  # no hand-off to the model thread
-        assert (batcher.batches, batcher.rows) == (1, 2)
+        assert (batcher.statistics.calls, batcher.statistics.rows) == (1, 2)
         await score(batcher, rows)  # the ordinary path
         assert seen[-1] == "test-model"
 
@@ -440,3 +440,59 @@ async def test_call_now_raises_the_models_error_for_its_rows() -> None:
     async with running(failing) as batcher:
         with pytest.raises(InvalidArgument, match="no such rows"):
             batcher.call_now(message(0, 1), 1)
+        assert batcher.statistics.calls == 0  # a failed model call is not counted
+
+
+# Statistics --------------------------------------------------------------------------------------
+
+
+async def test_statistics_count_each_model_call_of_both_paths_by_batch_size() -> None:
+    model = Recorder(gated=True, sleep=0.002)
+    shared = CallStatistics()  # the served model's: it outlives the batcher
+    batcher = Batcher(model, BatchingConfig(max_batch_size=8), name="test-model", statistics=shared)
+    batcher.start()
+    started_ms = time.time() * 1000
+    try:
+        first = await batcher.submit(message(0, 1), 1)
+        await model.wait_entered()  # the model thread is busy: the next two share one call
+        second = await batcher.submit(message(1, 2), 2)
+        third = await batcher.submit(message(3, 3), 3)
+        model.open(3)
+        await asyncio.wait_for(asyncio.gather(first, second, third), TIMEOUT)
+        assert batcher.call_now(message(6, 2), 2) is not None  # the loop's path counts too
+    finally:
+        await batcher.close()
+    ended_ms = time.time() * 1000
+
+    assert batcher.statistics is shared
+    counted = shared.snapshot()
+    assert model.sizes == [1, 5, 2]
+    assert (counted.rows, counted.calls) == (8, 3)
+    assert list(counted.batches) == [1, 2, 5]
+    assert [calls for calls, _ in counted.batches.values()] == [1, 1, 1]
+    assert all(ns >= 2_000_000 for _, ns in counted.batches.values())  # each call slept 2 ms
+    assert counted.call_ns == sum(ns for _, ns in counted.batches.values())
+    assert started_ms - 1 <= counted.last_call_ms <= ended_ms + 1
+
+
+async def test_statistics_count_the_calls_that_succeed_when_a_batch_is_split() -> None:
+    def picky(rows: Rows) -> ModelOutputs:
+        if (rows["b"] < 0).any():
+            raise InvalidArgument("b", "negative")
+        return affine(rows)
+
+    model = Recorder(picky, gated=True)
+    async with running(model) as batcher:
+        first = await batcher.submit(message(0, 1), 1)
+        await model.wait_entered()
+        good = await batcher.submit(message(1, 2), 2)
+        bad = await batcher.submit(message(-5, 3), 3)
+        retrieved(bad)
+        model.open(4)  # the first call, the shared one that fails, then each alone
+        await asyncio.wait_for(asyncio.gather(first, good), TIMEOUT)
+        await asyncio.wait_for(asyncio.wait([bad]), TIMEOUT)
+        counted = batcher.statistics.snapshot()
+
+    assert model.sizes == [1, 5, 2, 3]
+    assert (counted.rows, counted.calls) == (3, 2)
+    assert list(counted.batches) == [1, 2]

@@ -126,7 +126,7 @@ async def test_a_model_with_a_fixed_batch_dimension_runs_one_request_per_call(
         x = np.arange(6, dtype=np.float32).reshape(2, 3)
         futures = [await fixed.batcher.submit({"x": x + k}, 2) for k in range(3)]  # all queued at once
         outs = [await future for future in futures]
-        assert fixed.batcher.batches == 3
+        assert fixed.batcher.statistics.calls == 3
         assert not [r for r in caplog.records if "model call" in r.getMessage()]  # none failed
         for k, out in enumerate(outs):
             np.testing.assert_array_equal(out["total"], (x + k).sum(axis=1))
@@ -160,10 +160,10 @@ async def test_a_repository_entry_can_share_a_model_plugins_model(
         assert server.repository.public["affine"] is own  # one model, one batcher
         assert len(server.repository.all()) == 1
         assert own is not None and own.batcher is not None
-        before = own.batcher.batches
+        before = own.batcher.statistics.calls
         out = await infer(server, Infer("affine", {"x": np.array([1.0], np.float32)}))
         np.testing.assert_array_equal(out["y"], [3.0])
-        assert own.batcher.batches == before + 1
+        assert own.batcher.statistics.calls == before + 1
     finally:
         await server.stop(0)
 
@@ -280,6 +280,31 @@ async def test_new_versions_and_new_models_are_served_without_a_restart(
         assert server.repository.get("double").version == "2"
         out = await infer(server, Infer("affine", {"x": np.array([1.0], np.float32)}))
         np.testing.assert_array_equal(out["y"], [3.0])
+    finally:
+        await server.stop(0)
+
+
+async def test_statistics_are_per_model_name_and_survive_a_version_reload(
+    repository: Path, tmp_path: Path
+) -> None:
+    root = tmp_path / "repo"
+    shutil.copytree(repository / "double" / "1", root / "double" / "1")
+    server = make_server(f"model_repository: {{path: {root}, poll_seconds: null}}")
+    await server.start()
+    try:
+        await server.load_models()
+        assert server.repository.statistics("double").calls == 0
+        await infer(server, Infer("double", {"x": np.array([1.0, 2.0], np.float32)}))
+        shutil.copytree(repository / "double" / "2", root / "double" / "2")
+        await server.reload_models()
+        assert server.repository.get("double").version == "2"
+        await infer(server, Infer("double", {"x": np.array([1.0, 2.0, 3.0], np.float32)}))
+        counted = server.repository.statistics("double", "2")
+        assert (counted.rows, counted.calls, dict(counted.batches).keys()) == (5, 2, {2, 3})
+        with pytest.raises(NotFound):
+            server.repository.statistics("double", "1")  # only the version served is named
+        with pytest.raises(NotFound):
+            server.repository.statistics("nope")
     finally:
         await server.stop(0)
 

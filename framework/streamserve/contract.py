@@ -55,6 +55,7 @@ __all__ = [
     "Infer",
     "Method",
     "ModelInfo",
+    "ModelStatistics",
     "Models",
     "Outputs",
     "PluginSpec",
@@ -149,6 +150,25 @@ class ModelInfo:
     its signature is not batchable, so it runs one request per call); 0 until it is loaded."""
 
 
+@dataclass(frozen=True, slots=True)
+class ModelStatistics:
+    """What one model's calls have done since the server started, over every version it served.
+
+    Counted per model call (a batch of rows, from one or many requests); failed calls are not
+    counted, nor requests that never reached the model."""
+
+    rows: int = 0
+    """Rows scored (Triton's ``inference_count``)."""
+    calls: int = 0
+    """Model calls that succeeded (Triton's ``execution_count``)."""
+    call_ns: int = 0
+    """Nanoseconds spent in those calls."""
+    last_call_ms: int = 0
+    """When the last of them ended, in milliseconds since the epoch; 0 before the first."""
+    batches: Mapping[int, tuple[int, int]] = field(default_factory=dict)
+    """Rows in one call -> (calls of that size, their nanoseconds); sizes ascending."""
+
+
 class Models(Protocol):
     """A live, read-only view of the model repository (handed to protocol plugins' ``open_state``)."""
 
@@ -159,6 +179,11 @@ class Models(Protocol):
     def get(self, name: str, version: str = "") -> ModelInfo:
         """The model ``name``; raises :class:`streamserve.errors.NotFound` for an unknown name, or
         for a ``version`` that is not the one served (``""`` means whichever is served)."""
+        ...
+
+    def statistics(self, name: str, version: str = "") -> ModelStatistics:
+        """The calls of model ``name`` so far (all its versions); raises
+        :class:`streamserve.errors.NotFound` as :meth:`get` does."""
         ...
 
 

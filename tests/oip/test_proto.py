@@ -73,6 +73,9 @@ def test_every_message_kept_is_tritons_field_for_field() -> None:
         else:  # model configuration: only what a SavedModel can tell, each field as Triton has it
             assert set(fields) <= set(config[name]), name
     assert {"ModelConfig", "ModelInput", "ModelOutput", "ModelVersionPolicy"} <= set(mine)
+    # ModelStatistics' messages, every field of them (the ones never filled too).
+    assert {"ModelStatisticsRequest", "ModelStatisticsResponse", "ModelStatistics", "InferStatistics",
+            "InferBatchStatistics", "StatisticDuration", "MemoryUsage"} <= set(mine) & set(service)
 
 
 def test_every_enum_kept_is_tritons_value_for_value() -> None:
@@ -91,5 +94,5 @@ def test_every_rpc_kept_is_tritons() -> None:
     assert {name: theirs[name] for name in mine} == mine
     # What tritonclient's basic API calls, and the streaming RPC, are all there.
     assert {"ServerLive", "ServerReady", "ModelReady", "ServerMetadata", "ModelMetadata", "ModelInfer",
-            "ModelStreamInfer", "ModelConfig"} <= set(mine)
+            "ModelStreamInfer", "ModelConfig", "ModelStatistics"} <= set(mine)
     assert not ours().dependency  # self-contained: the model_config.proto parts are copied in

@@ -1,9 +1,11 @@
 """The OIP service through the plugin's own generated stubs, in process: error statuses, raw
-contents, in-band stream errors, health and reflection."""
+contents, in-band stream errors, statistics, health and reflection."""
 
 from __future__ import annotations
 
+import asyncio
 import struct
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -256,6 +258,50 @@ async def test_stream_errors_are_in_band_with_the_request_id(stub: pb2_grpc.GRPC
     ]
     assert "FP8" in answers[1].error_message
     assert list(answers[2].infer_response.outputs[1].contents.fp32_contents) == [4.0]
+
+
+# Statistics --------------------------------------------------------------------------------------
+
+
+async def adder_statistics(stub: pb2_grpc.GRPCInferenceServiceStub, **fields: str) -> Any:
+    response = await stub.ModelStatistics(pb2.ModelStatisticsRequest(name="adder", **fields),
+                                          timeout=TIMEOUT)
+    (found,) = response.model_stats
+    return found
+
+
+async def test_statistics_count_the_rows_and_model_calls(stub: pb2_grpc.GRPCInferenceServiceStub) -> None:
+    # The server is shared by this module's tests: compare with what was counted before.
+    before = await adder_statistics(stub)
+    started_ms = time.time() * 1000
+    requests = [typed_request([[i, 1, 2], [3, 4, 5]], [i, -i]) for i in range(3)]
+    await asyncio.gather(*(stub.ModelInfer(r, timeout=TIMEOUT) for r in requests))
+    after = await adder_statistics(stub, version="1")
+
+    assert (after.name, after.version) == ("adder", "1")
+    assert after.inference_count - before.inference_count == 6
+    assert 1 <= after.execution_count - before.execution_count <= 3
+    assert started_ms - 1 <= after.last_inference <= time.time() * 1000 + 1
+    assert sum(b.batch_size * b.compute_infer.count for b in after.batch_stats) == after.inference_count
+    assert sum(b.compute_infer.count for b in after.batch_stats) == after.execution_count
+    infer = after.inference_stats.compute_infer
+    assert infer.count == after.execution_count
+    assert infer.ns == sum(b.compute_infer.ns for b in after.batch_stats)
+    assert infer.ns > before.inference_stats.compute_infer.ns
+    # Not measured: per-request outcomes and times, input and output preparation.
+    assert not after.inference_stats.HasField("success") and not after.inference_stats.HasField("queue")
+    assert not after.memory_usage
+
+
+async def test_statistics_of_every_model_and_not_found(stub: pb2_grpc.GRPCInferenceServiceStub) -> None:
+    every = await stub.ModelStatistics(pb2.ModelStatisticsRequest(), timeout=TIMEOUT)
+    assert [(m.name, m.version) for m in every.model_stats] == [
+        ("adder", "1"), ("fixed", "1"), ("scalar", "1"), ("words", "3"),
+    ]
+    for request in (pb2.ModelStatisticsRequest(name="nope"),
+                    pb2.ModelStatisticsRequest(name="adder", version="2")):
+        error = await failure(stub.ModelStatistics(request, timeout=TIMEOUT))
+        assert error.code() == grpc.StatusCode.NOT_FOUND
 
 
 # Health and reflection ---------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from streamserve.config import BatchingConfig
+from streamserve.serving import Server
 from tests.oip.conftest import TritonClient
 
 Reference = Callable[..., dict[str, Any]]
@@ -170,3 +171,25 @@ async def test_stream_answers_in_order_and_reports_bad_requests_in_band(
     assert [a["id"] for a in good] == [f"r{i}" for i in range(len(requests))]
     for answer, (x, k) in zip(good, batches, strict=True):
         assert_adder_outputs(answer["outputs"], reference("adder", x=x, k=k))
+
+
+async def test_inference_statistics_are_what_the_server_counted(
+    triton: TritonClient, oip_server: Server
+) -> None:
+    x, k = rows(2, seed=5)
+    assert "error" not in await triton("infer", adder_request(x, k))
+    found = await triton("statistics", "adder")
+    counted = oip_server.repository.statistics("adder")  # nothing ran since: the same counts
+    (model,) = found["model"]["model_stats"]
+    assert (model["name"], model["version"]) == ("adder", "1")
+    assert int(model["inference_count"]) == counted.rows >= 2
+    assert int(model["execution_count"]) == counted.calls >= 1
+    # Placed on the wall clock when read: two reads may round apart by a millisecond.
+    assert abs(int(model["last_inference"]) - counted.last_call_ms) <= 1 and counted.last_call_ms > 0
+    assert model["inference_stats"] == {"compute_infer": {"count": str(counted.calls),
+                                                          "ns": str(counted.call_ns)}}
+    assert [(int(b["batch_size"]), int(b["compute_infer"]["count"])) for b in model["batch_stats"]] == [
+        (size, calls) for size, (calls, _) in counted.batches.items()
+    ]
+    assert [m["name"] for m in found["every"]["model_stats"]] == ["adder", "fixed", "scalar", "words"]
+    assert found["unknown"]["error"]["status"] == "StatusCode.NOT_FOUND"

@@ -11,6 +11,8 @@ the one JSON document it prints:
     python triton_client.py ADDRESS stream [REQUEST,..] start_stream, async_stream_infer each,
                                                         stop_stream
     python triton_client.py ADDRESS config [MODEL,..]   get_model_config of each model
+    python triton_client.py ADDRESS statistics MODEL    get_inference_statistics of MODEL, of
+                                                        every model, and of an unknown one
 
 REQUEST is JSON: ``{"model": "m", "inputs": {"x": ["FP32", [2, 3], [[...]]]}, "outputs": ["y"],
 "id": "7"}`` (``outputs`` and ``id`` optional). BYTES values travel as UTF-8 text.
@@ -175,6 +177,20 @@ def config(address: str, models: list[str]) -> dict[str, Any]:
     return answers
 
 
+def statistics(address: str, model: str) -> dict[str, Any]:
+    """get_inference_statistics as_json (field names as in the proto, uint64 values as strings)."""
+    with grpcclient.InferenceServerClient(address) as client:
+        try:
+            unknown = client.get_inference_statistics("no-such-model", client_timeout=TIMEOUT)
+        except InferenceServerException as error:
+            unknown = failure(error)
+        return {
+            "model": client.get_inference_statistics(model, as_json=True, client_timeout=TIMEOUT),
+            "every": client.get_inference_statistics(as_json=True, client_timeout=TIMEOUT),
+            "unknown": unknown,
+        }
+
+
 def main(address: str, command: str, argument: str) -> Any:
     if command == "probe":
         return probe(address, argument)
@@ -186,6 +202,8 @@ def main(address: str, command: str, argument: str) -> Any:
         return stream(address, json.loads(argument))
     if command == "config":
         return config(address, json.loads(argument))
+    if command == "statistics":
+        return statistics(address, argument)
     raise SystemExit(f"unknown command {command!r}")
 
 

@@ -1,6 +1,7 @@
-"""Running models: SavedModel loading and checking, and the cross-call batcher."""
+"""Running models: SavedModel loading and checking, the cross-call batcher, and its statistics."""
 
 from streamserve.runtime.batcher import Batcher
 from streamserve.runtime.model import Model, load_model, resolve_version, use_threads
+from streamserve.runtime.statistics import CallStatistics
 
-__all__ = ["Batcher", "Model", "load_model", "resolve_version", "use_threads"]
+__all__ = ["Batcher", "CallStatistics", "Model", "load_model", "resolve_version", "use_threads"]

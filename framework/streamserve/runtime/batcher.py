@@ -12,6 +12,9 @@ faster than the model scores them stops reading its stream and gRPC flow control
 A message's rows are never split across batches (a chunk bigger than ``max_batch_size`` runs alone).
 A message of zero rows makes no model call: it gets one empty array per output of the model's
 signature, as the model itself would answer, so plugins need no case of their own for it.
+
+Each model call that succeeds is counted, once per batch, in :attr:`Batcher.statistics` (rows,
+time, batch size: what Triton's ``ModelStatistics`` reports).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import asyncio
 import collections
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +34,7 @@ import numpy.typing as npt
 from streamserve.config import BatchingConfig
 from streamserve.contract import Outputs, Rows, TensorSpec
 from streamserve.errors import StreamserveError, Unavailable
+from streamserve.runtime.statistics import CallStatistics
 
 __all__ = ["Batcher"]
 
@@ -48,8 +53,11 @@ class _Pending:
 _NO_FUTURE: Any = None
 """The future of a row run by :meth:`Batcher.call_now`: there is none, the caller gets the result."""
 
-_Results = tuple[list[tuple[_Pending, "Outputs | Exception"]], list[int]]
-"""One batch's outcome per call, and the row counts of the model calls that succeeded."""
+_Call = tuple[int, float, float]
+"""A model call that succeeded: its row count, and when it started and ended (perf_counter)."""
+
+_Results = tuple[list[tuple[_Pending, "Outputs | Exception"]], list[_Call]]
+"""One batch's outcome per call, and the model calls that succeeded."""
 
 
 class Batcher:
@@ -64,12 +72,15 @@ class Batcher:
         version: str = "",
         outputs: Sequence[TensorSpec] = (),
         on_batch: Callable[[int], None] | None = None,
+        statistics: CallStatistics | None = None,
     ) -> None:
         self._model = (call, version, tuple(outputs))
         """The model call, its version and its signature's outputs (a message of zero rows gets
         them empty): one tuple, so :meth:`swap` replaces them together."""
         self._on_batch = on_batch
         """Told the row count of every model call that succeeded (for metrics)."""
+        self.statistics = statistics if statistics is not None else CallStatistics()
+        """Every model call that succeeded, counted (the served model's, which outlives this)."""
         self._config = config
         self._name = name
         self._lock = threading.Condition()
@@ -83,10 +94,6 @@ class Batcher:
         self._room_waiters = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        self.batches = 0
-        """Model calls made so far (for tests and metrics)."""
-        self.rows = 0
-        """Rows scored so far."""
 
     @property
     def queued_rows(self) -> int:
@@ -205,6 +212,7 @@ class Batcher:
         return True
 
     def _run(self, call: ModelCall, version: str, batch: list[_Pending], size: int) -> _Results:
+        started = time.perf_counter()
         try:
             outputs = _run_model(call, batch, size)
         except Exception as exc:
@@ -212,25 +220,30 @@ class Batcher:
                 return [(batch[0], _as_error(exc, batch[0].count, self._name))], []
             # One call's bad rows must not fail every call that shares its batch:
             # run each alone, so only the culprit gets the error.
-            alone = [self._run_alone(call, version, item) for item in batch]
-            return alone, [item.count for item, result in alone if isinstance(result, Outputs)]
+            calls: list[_Call] = []
+            return [self._run_alone(call, version, item, calls) for item in batch], calls
+        done: list[_Call] = [(size, started, time.perf_counter())]
         if len(batch) == 1:  # nothing to split (and a model's scalar outputs stay as they are)
-            return [(batch[0], Outputs(outputs, version))], [size]
+            return [(batch[0], Outputs(outputs, version))], done
         results: list[tuple[_Pending, Outputs | Exception]] = []
         offset = 0
         for item in batch:
             end = offset + item.count
             results.append((item, Outputs({k: v[offset:end] for k, v in outputs.items()}, version)))
             offset = end
-        return results, [size]
+        return results, done
 
     def _run_alone(
-        self, call: ModelCall, version: str, item: _Pending
+        self, call: ModelCall, version: str, item: _Pending, calls: list[_Call]
     ) -> tuple[_Pending, Outputs | Exception]:
+        """Run one call's rows on their own; if the model call succeeds, add it to ``calls``."""
+        started = time.perf_counter()
         try:
-            return item, Outputs(_run_model(call, [item], item.count), version)
+            outputs = _run_model(call, [item], item.count)
         except Exception as exc:
             return item, _as_error(exc, item.count, self._name)
+        calls.append((item.count, started, time.perf_counter()))
+        return item, Outputs(outputs, version)
 
     def _deliver(self, results: _Results) -> None:
         """On the event loop: resolve the futures of one batch, count its model calls."""
@@ -245,11 +258,10 @@ class Batcher:
                 item.future.set_result(result)
         self._count(calls)
 
-    def _count(self, calls: list[int]) -> None:
-        """Count the model calls that succeeded (row counts), for tests and metrics."""
-        for rows in calls:
-            self.batches += 1
-            self.rows += rows
+    def _count(self, calls: list[_Call]) -> None:
+        """Count the model calls that succeeded, for statistics and metrics (on the loop)."""
+        for rows, started, ended in calls:
+            self.statistics.add(rows, started, ended)
             if self._on_batch is not None:
                 self._on_batch(rows)
 

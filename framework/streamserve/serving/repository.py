@@ -14,16 +14,16 @@ model that would not is a config error, a folder that would is refused (not read
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from streamserve.config import BatchingConfig, RepositoryConfig
-from streamserve.contract import Infer, ModelInfo, Rows, Signature, TensorSpec
+from streamserve.contract import Infer, ModelInfo, ModelStatistics, Rows, Signature, TensorSpec
 from streamserve.errors import ConfigError, InvalidArgument, ModelLoadError, NotFound, Unavailable
-from streamserve.runtime import Batcher, Model, load_model
+from streamserve.runtime import Batcher, CallStatistics, Model, load_model
 
 __all__ = ["Repository", "ServedModel"]
 
@@ -51,6 +51,8 @@ class ServedModel:
     """Why the model could not be loaded (with ``on_plugin_error: continue``), or None."""
     refused: str | None = None
     """Why the model is never loaded (a folder named like a plugin's model), or None."""
+    statistics: CallStatistics = field(default_factory=CallStatistics)
+    """Its model calls, counted by its batcher; kept across version reloads."""
 
     def load(self, directory: Path | None = None) -> Model:
         """Load, check and warm the model (``directory``, else where it comes from). Blocking."""
@@ -162,6 +164,9 @@ class Repository:
 
     def get(self, name: str, version: str = "") -> ModelInfo:
         return self._find(name, version).info()
+
+    def statistics(self, name: str, version: str = "") -> ModelStatistics:
+        return self._find(name, version).statistics.snapshot()
 
     def _find(self, name: str, version: str) -> ServedModel:
         model = self.public.get(name)

@@ -252,7 +252,7 @@ class Server:
             batch_rows = self.metrics.batch_rows.labels(served.name)
             batcher = Batcher(model.call, served.batching_for(model), name=f"model-{served.name}",
                               on_batch=batch_rows.observe, version=model.version,
-                              outputs=model.signature.outputs)
+                              outputs=model.signature.outputs, statistics=served.statistics)
             batcher.start()
             served.batcher = batcher
         else:

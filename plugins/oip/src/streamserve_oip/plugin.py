@@ -15,7 +15,7 @@ from pydantic import BaseModel
 
 import streamserve
 from streamserve import Infer, Method, Models, Outputs, Rows
-from streamserve_oip import infer, metadata
+from streamserve_oip import infer, metadata, statistics
 from streamserve_oip._proto import grpc_inference_pb2
 
 __all__ = ["SPEC", "open_state", "streamserve_register"]
@@ -50,13 +50,15 @@ SPEC = streamserve.PluginSpec(
             on_error=infer.stream_error,
         ),
         "ModelConfig": _method(metadata.model_request, metadata.model_config),
+        "ModelStatistics": _method(metadata.no_model, statistics.model_statistics),
         "RepositoryIndex": _method(metadata.no_model, metadata.repository_index),
         "RepositoryModelLoad": _method(metadata.refuse, metadata.never_called),
         "RepositoryModelUnload": _method(metadata.refuse, metadata.never_called),
     },
     signature=None,
     extra={
-        "protocol": "Open Inference Protocol v2 (gRPC), with Triton's ModelStreamInfer and ModelConfig",
+        "protocol": "Open Inference Protocol v2 (gRPC), with Triton's ModelStreamInfer, ModelConfig and "
+                    "ModelStatistics",
         "models": "every model of model_repository",
     },
 )
