@@ -91,13 +91,17 @@ class TensorSpec:
     """The full shape including the leading batch dimension; ``None`` is a dimension of any size."""
 
     def __post_init__(self) -> None:
-        if self.dtype != "string":  # tf.string: rows are NumPy object arrays of bytes
-            np.dtype(self.dtype)  # fails early, naming the bad dtype
+        self.numpy_dtype  # noqa: B018 (fails early, naming the bad dtype)
         if not self.shape or self.shape[0] is not None:
             raise ValueError(
                 f"tensor {self.name!r}: the first dimension is the batch and must be None, "
                 f"got shape {self.shape}"
             )
+
+    @property
+    def numpy_dtype(self) -> np.dtype[Any]:
+        """The dtype of this tensor's NumPy arrays: ``object`` (holding bytes) for ``"string"``."""
+        return np.dtype(object if self.dtype == "string" else self.dtype)
 
     def describe(self) -> str:
         dims = ", ".join("?" if d is None else str(d) for d in self.shape)

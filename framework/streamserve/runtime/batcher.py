@@ -295,8 +295,7 @@ def _run_model(call: ModelCall, batch: list[_Pending], size: int) -> dict[str, n
 def _no_rows(outputs: tuple[TensorSpec, ...]) -> dict[str, npt.NDArray[Any]]:
     """What a model answers for zero rows: an empty array per output (a dimension of any size is 0)."""
     return {
-        spec.name: np.empty((0, *(size or 0 for size in spec.shape[1:])),
-                            dtype=object if spec.dtype == "string" else spec.dtype)
+        spec.name: np.empty((0, *(size or 0 for size in spec.shape[1:])), spec.numpy_dtype)
         for spec in outputs
     }
 

@@ -221,8 +221,7 @@ def _session_call(
             fetch=[definition.outputs[key].name for key in outputs],
         )
         run = session._make_callable_from_options(options)  # private in name: see the docstring
-        kinds = {spec.name: object if spec.dtype == "string" else np.dtype(spec.dtype)
-                 for spec in served.inputs}
+        kinds = {spec.name: spec.numpy_dtype for spec in served.inputs}
 
         def call(rows: Rows) -> dict[str, npt.NDArray[Any]]:
             arrays = run(*(np.asarray(rows[key], kinds[key]) for key in inputs))
