@@ -12,25 +12,16 @@ errors:
    an ordinary error, 0.2 at ``q = 1e-6`` (z about 4.8), 0.5 at ``q = 1e-15`` (z about 8), 1 at
    ``q <= 1e-30``. The log scale spreads the scores of rare events (which all have a likelihood near
    1) over [0, 1], so a threshold can tell them apart.
-4. A value outside the range of every earlier value of the series, by more than ``range_tolerance``
-   of that range, scores 1 whatever its error (Numenta's "spatial anomaly"): a series at a level it
-   never reached is news even when the model predicts the next step of the excursion well. This
-   rule waits for ``range_warmup_points``, so that the series has shown its range.
 
+This is the ``prediction`` channel of the detector (:mod:`~streamserve_anomaly.online`).
 The first ``WINDOW`` points of a series have a padded window, so their errors are ignored; points
 before ``warmup_points`` score 0 (there is no history of errors to judge them by yet).
-:meth:`Calibrator.point` and :meth:`Calibrator.chunk` compute the same scores (to rounding).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-
-import numpy as np
-import numpy.typing as npt
-from scipy.signal import lfilter
-from scipy.special import erfc
 
 from streamserve_anomaly.signature import WINDOW
 from streamserve_anomaly.stats import EwStats, alpha_of
@@ -56,14 +47,6 @@ def score_of_z(z: float) -> float:
     return min(1.0, max(0.0, math.log(q + LIKELIHOOD_FLOOR) / math.log(LIKELIHOOD_FLOOR)))
 
 
-def _scores_of_z(z: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    q = 0.5 * erfc(z / _SQRT2)
-    score = np.log(q + LIKELIHOOD_FLOOR) / math.log(LIKELIHOOD_FLOOR)
-    np.minimum(score, 1.0, out=score)
-    np.maximum(score, 0.0, out=score)
-    return score
-
-
 @dataclass(slots=True)
 class Calibrator:
     """The postprocessing state of one series."""
@@ -73,15 +56,10 @@ class Calibrator:
     avg_alpha: float
     avg_beta: float
     warmup_points: int
-    range_tolerance: float
-    range_warmup_points: int
     scored: int = 0
     """Points postprocessed so far (kept apart from the preprocessing count: the core may
     preprocess a stream's next message before this one is postprocessed)."""
     avg: float = 0.0
-    low: float = math.inf
-    high: float = -math.inf
-    """The range of the series' values so far."""
 
     @classmethod
     def create(
@@ -90,8 +68,6 @@ class Calibrator:
         error_halflife: float,
         averaging_halflife: float,
         warmup_points: int,
-        range_tolerance: float,
-        range_warmup_points: int,
     ) -> Calibrator:
         alpha = alpha_of(averaging_halflife)
         return cls(
@@ -99,20 +75,12 @@ class Calibrator:
             alpha,
             1.0 - alpha,
             warmup_points,
-            range_tolerance,
-            range_warmup_points,
         )
 
-    def point(self, error: float, value: float) -> float:
-        """The score of the next point of the series: its ``value`` and its model ``error``."""
+    def point(self, error: float) -> float:
+        """The score of the next point of the series' model ``error``."""
         index = self.scored
         self.scored = index + 1
-        low, high = self.low, self.high
-        self.low, self.high = min(low, value), max(high, value)
-        outside = False
-        if high > low and index >= self.range_warmup_points:
-            margin = self.range_tolerance * (high - low)
-            outside = value > high + margin or value < low - margin
         if index < WINDOW:
             return 0.0  # the window is still padded: the error says more about the padding
         if index == WINDOW:
@@ -124,42 +92,6 @@ class Calibrator:
         if index >= self.warmup_points:
             mean = stats.mean
             std = max(math.sqrt(stats.var), REL_ERROR_STD * mean, MIN_ERROR_STD)
-            score = 1.0 if outside else score_of_z((avg - mean) / std)
+            score = score_of_z((avg - mean) / std)
         stats.fold(avg)
         return score
-
-    def chunk(
-        self, errors: npt.NDArray[np.float64], values: npt.NDArray[np.float64]
-    ) -> npt.NDArray[np.float64]:
-        """:meth:`point` for every (error, value) of a chunk, in order."""
-        n = len(errors)
-        scores = np.zeros(n)
-        if n == 0:
-            return scores
-        highs = np.maximum.accumulate(np.concatenate(([self.high], values)))
-        lows = np.minimum.accumulate(np.concatenate(([self.low], values)))
-        self.high, self.low = float(highs[-1]), float(lows[-1])
-        highs, lows = highs[:-1], lows[:-1]  # the range before each point
-        with np.errstate(invalid="ignore"):  # inf - inf before the first point: not outside
-            margin = self.range_tolerance * (highs - lows)
-            outside = (highs > lows) & ((values > highs + margin) | (values < lows - margin))
-        outside[: max(0, self.range_warmup_points - self.scored)] = False
-        skip = min(n, max(0, WINDOW - self.scored))
-        first = self.scored + skip  # the series index of errors[skip]
-        self.scored += n
-        if skip == n:
-            return scores
-        rest = errors[skip:]
-        if first == WINDOW:
-            self.avg = float(rest[0])
-        b = self.avg_beta
-        avgs = lfilter([self.avg_alpha], [1.0, -b], rest, zi=[b * self.avg])[0]
-        self.avg = float(avgs[-1])
-        means, variances = self.stats.fold_many(avgs)
-        start = max(0, self.warmup_points - first)
-        if start < len(rest):
-            m = means[start:]
-            std = np.maximum(np.maximum(np.sqrt(variances[start:]), REL_ERROR_STD * m), MIN_ERROR_STD)
-            scores[skip + start :] = _scores_of_z((avgs[start:] - m) / std)
-            scores[skip + start :][outside[skip + start :]] = 1.0
-        return scores

@@ -2,15 +2,15 @@
 
 A stream's state is a :class:`StreamState`: one :class:`Series` per ``series_id`` seen on the stream,
 created on its first point and dropped with the stream. Each series keeps its preprocessing state
-(:class:`~streamserve_anomaly.normalise.Normaliser`) apart from its postprocessing state
-(:class:`~streamserve_anomaly.calibrate.Calibrator`), since the core may preprocess a stream's next
-message before the previous one is postprocessed.
+(:class:`~streamserve_anomaly.normalise.Normaliser`, which builds the model's rows) apart from its
+postprocessing state (:class:`~streamserve_anomaly.online.OnlineDetector`, which scores), since the
+core may preprocess a stream's next message before the previous one is postprocessed.
 
 ``DetectAnomalyStream`` (one point per message) is the per-message hot path: plain Python floats and
-one small array per point, a few microseconds. ``DetectAnomalyChunks`` turns a chunk of N points into
-N model rows with NumPy over the whole chunk. Both run the same recursions over the same state
-classes (see :mod:`~streamserve_anomaly.stats`), so the same data gives the same rows and the same
-scores through either method.
+one small array per point. ``DetectAnomalyChunks`` turns a chunk of N points into N model rows with
+NumPy over the whole chunk (the same recursions, see :mod:`~streamserve_anomaly.stats`), and scores
+them with the very :meth:`OnlineDetector.point` the point method calls, point after point, so the
+same data gives the same scores through either method.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from streamserve_anomaly._proto.anomaly_detection_pb2 import (
     DataPoint,
     ScoreChunk,
 )
-from streamserve_anomaly.calibrate import Calibrator
 from streamserve_anomaly.normalise import Normaliser
+from streamserve_anomaly.online import OnlineDetector
 from streamserve_anomaly.settings import AnomalySettings
 from streamserve_anomaly.signature import ERROR, HISTORY, VALUE
 
@@ -48,7 +48,7 @@ class Series:
     """Everything one series of one stream remembers."""
 
     normaliser: Normaliser
-    calibrator: Calibrator
+    detector: OnlineDetector
 
 
 @dataclass(slots=True)
@@ -72,13 +72,7 @@ class StreamState:
             )
         created = Series(
             Normaliser.create(settings.normalisation_halflife),
-            Calibrator.create(
-                error_halflife=settings.error_halflife,
-                averaging_halflife=settings.averaging_halflife,
-                warmup_points=settings.warmup_points,
-                range_tolerance=settings.range_tolerance,
-                range_warmup_points=settings.range_warmup_points,
-            ),
+            OnlineDetector.create(settings),
         )
         self.series[series_id] = created
         return created
@@ -99,8 +93,9 @@ def preprocess_point(point: DataPoint, state: StreamState) -> Rows:
 
 
 def postprocess_point(outputs: Outputs, point: DataPoint, state: StreamState) -> AnomalyScore:
-    """The score of one point, from its model error and its series' history of errors."""
-    score = state.series[point.series_id].calibrator.point(float(outputs[ERROR][0]), point.value)
+    """The score of one point, from its value, its time and its model error."""
+    detector = state.series[point.series_id].detector
+    score = detector.point(point.value, point.timestamp, float(outputs[ERROR][0]))
     return AnomalyScore(
         score=score,
         timestamp=point.timestamp,
@@ -131,10 +126,11 @@ def postprocess_chunk(outputs: Outputs, chunk: DataChunk, state: StreamState) ->
     reply = ScoreChunk(series_id=chunk.series_id, model_version=outputs.model_version)
     if not chunk.values:
         return reply  # no rows: the core made no model call, there is nothing to score
-    errors = outputs[ERROR].astype(np.float64)
-    values = np.asarray(chunk.values, dtype=np.float64)
-    scores = state.series[chunk.series_id].calibrator.chunk(errors, values)
-    reply.scores.extend(scores.astype(np.float32).tolist())
+    score = state.series[chunk.series_id].detector.point
+    # The point method's floats, point by point: float32 values widened exactly as a DataPoint's.
+    scores = list(map(score, chunk.values, chunk.timestamps, outputs[ERROR].tolist()))
+    threshold = state.settings.threshold
+    reply.scores.extend(scores)
     reply.timestamps.extend(chunk.timestamps)
-    reply.is_anomaly.extend((scores >= state.settings.threshold).tolist())
+    reply.is_anomaly.extend([s >= threshold for s in scores])
     return reply

@@ -10,59 +10,59 @@ __all__ = ["AnomalySettings"]
 
 
 class AnomalySettings(BaseModel):
-    """How each series is normalised, how prediction errors become scores, and what is an anomaly.
+    """How each series is judged and what is an anomaly (see docs/anomaly.md for the method).
 
     Every setting applies per series of a stream: series and streams never share statistics.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    threshold: float = Field(default=0.43, ge=0.0, le=1.0)
+    threshold: float = Field(default=0.48, ge=0.0, le=1.0)
     """A point is flagged (``is_anomaly``) when its score is at least this.
 
-    The score is a log-likelihood: a score ``s`` means errors as large as these would happen by
-    chance with probability ``1e-30 ** s`` (0.2: one in a million; 0.43: one in 10**13). The default
-    is the threshold NAB's optimiser picks for the default model on the NAB data of the repository
-    (see docs/anomaly.md).
+    A score ``s`` means the point lies beyond the range its series has shown lately (in its value,
+    level, shape or time-of-day habit) by ``0.02 * s / (1 - s)`` of that range: 0.48 is 1.85 %. The
+    default is the threshold NAB's optimiser picks on the NAB data of the repository (see
+    docs/anomaly.md).
     """
 
-    warmup_points: int = Field(default=2 * WINDOW, ge=WINDOW + 1)
-    """The first this many points of a series score 0.
+    warmup_points: int = Field(default=150, ge=WINDOW + 1)
+    """The first this many points of a series score 0 while the detector learns the series.
 
-    A young series has no real window yet and no idea of its typical error, so any score would be
-    noise. Must exceed the model window (32) so that the window has filled before scoring starts.
+    Must exceed the model window (32). NAB does not score the first 15 % of a file (at most 750
+    points); 150 lets short series be judged early.
     """
+
+    horizon_points: int = Field(default=6000, ge=24)
+    """How far back "lately" reaches: a value is compared with the range of about this many earlier
+    points (three weeks of 5-minute data), so an old excursion does not hide a new one forever."""
+
+    time_weight: float = Field(default=0.25, ge=0.0)
+    """How much a departure from the series' time-of-day habit counts, relative to a departure from
+    its range (0 turns the time channel off)."""
+
+    prediction_weight: float = Field(default=0.02, ge=0.0)
+    """The excess a certain prediction failure of the model counts as (its calibrated likelihood
+    times this; 0 turns the prediction channel off)."""
+
+    rest_points: int = Field(default=50, ge=0)
+    """After a score of at least ``rest_score``, this many points score 0: one alarm per event."""
+
+    rest_score: float = Field(default=0.85, ge=0.0, le=1.0)
+    """The score from which an alarm silences the next ``rest_points`` points."""
 
     normalisation_halflife: float = Field(default=256.0, ge=1.0)
-    """Points after which an observation weighs half in the running mean and variance.
-
-    Values are standardised by these statistics before the model sees them, so that one model fits
-    series of any level and scale and the detector follows slow drifts. The default model was trained
-    with 256; values far from it feed the model windows unlike those it learned from.
-    """
+    """Points after which an observation weighs half in the running mean and variance that
+    standardise the model's input window. The default model was trained with 256."""
 
     averaging_halflife: float = Field(default=4.0, ge=1.0)
-    """Points after which a prediction error weighs half in the short-term average that is scored.
-
-    1 scores each error nearly alone; longer lets a run of moderate errors add up to an anomaly.
-    """
+    """Points after which a model error weighs half in the short-term average the prediction
+    channel scores."""
 
     error_halflife: float = Field(default=8192.0, ge=1.0)
-    """Points after which an averaged error weighs half in the series' long-term error statistics.
-
-    Scores say how unusual the recent errors are relative to these: longer remembers more of what is
-    normal for the series; shorter gets used to a new regime sooner.
-    """
-
-    range_tolerance: float = Field(default=0.02, ge=0.0)
-    """A value beyond the range of all earlier values of its series by more than this fraction of
-    that range scores 1 (once past the warm-up), whatever the model predicted."""
-
-    range_warmup_points: int = Field(default=750, ge=0)
-    """The range rule (``range_tolerance``) applies from this point of a series on: before, the
-    series has not shown its range yet (750 is 2.6 days of 5-minute data, and NAB's longest
-    probationary period)."""
+    """Points after which an averaged model error weighs half in the series' long-term error
+    statistics."""
 
     max_series_per_stream: int = Field(default=10_000, ge=1)
     """How many distinct ``series_id`` one stream may carry; the next one ends the call with
-    INVALID_ARGUMENT. Bounds the memory one stream can hold (a few kB per series)."""
+    INVALID_ARGUMENT. Bounds the memory one stream can hold (about 30 kB per series)."""
