@@ -1,0 +1,157 @@
+"""The online detector of one series on small hand-made cases: records, shapes, the clock, rests."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from streamserve_anomaly.calibrate import Calibrator
+from streamserve_anomaly.online import SCALE, OnlineDetector
+from streamserve_anomaly.records import BLOCKS, RecordRange
+from streamserve_anomaly.seasonal import SeasonalProfile
+from streamserve_anomaly.settings import AnomalySettings
+from streamserve_anomaly.shapes import LENGTH, STEP, ShapeMemory
+
+FIVE_MINUTES = 300
+DAY_POINTS = 288
+START = 1_700_006_400  # a midnight (UTC)
+
+
+def scores(values: list[float], settings: AnomalySettings | None = None, step: int = 1) -> list[float]:
+    """Score a series point by point (model error 0: only the detector's own channels speak)."""
+    detector = OnlineDetector.create(settings or AnomalySettings())
+    return [detector.point(v, START + i * step, 0.0) for i, v in enumerate(values)]
+
+
+def flagged(values: list[float], settings: AnomalySettings | None = None, step: int = 1) -> list[int]:
+    threshold = (settings or AnomalySettings()).threshold
+    return [i for i, s in enumerate(scores(values, settings, step)) if s >= threshold]
+
+
+def daily(days: int, *, noise: float = 0.02, seed: int = 0) -> list[float]:
+    """Five-minute data with a daily cycle and bounded noise."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(days * DAY_POINTS)
+    return (np.sin(2 * np.pi * t / DAY_POINTS) + rng.uniform(-noise, noise, len(t))).tolist()
+
+
+def test_excess_is_the_distance_beyond_the_range_in_units_of_it() -> None:
+    record = RecordRange.create(BLOCKS * 10)
+    assert record.excess(1.0) == -math.inf  # nothing to compare with yet
+    for x in (0.0, 2.0, 1.0):
+        record.excess(x)
+    assert record.excess(2.5) == 0.25  # range [0, 2]: 0.5 above, a quarter of it
+    assert record.excess(-1.0) == 1.0 / 2.5  # range [0, 2.5]: 1 below
+    assert record.excess(-2.0, both=False) < 0  # upward only: a new low is no excess
+
+
+def test_the_range_forgets_what_is_older_than_the_horizon() -> None:
+    record = RecordRange.create(BLOCKS * 10)
+    record.excess(100.0)  # an old excursion
+    for i in range(BLOCKS * 10 + 10):
+        record.excess(float(i % 2))
+    assert record.excess(1.5) == 0.5  # judged against [0, 1] only: 100 is forgotten
+
+
+def test_warm_up_scores_zero() -> None:
+    values = [0.0] * 149 + [1e6] + [0.0] * 10
+    got = scores(values)
+    assert got[:150] == [0.0] * 150
+    assert got[150] < AnomalySettings().threshold  # back to 0 is within the range [0, 1e6]
+
+
+def test_level_shift_and_spike_are_caught_within_a_few_points() -> None:
+    rng = np.random.default_rng(3)
+    base = (np.sin(np.arange(2000) / 8.0) + rng.uniform(-0.1, 0.1, 2000)).tolist()
+    spike = base.copy()
+    spike[1500] += 2.0
+    assert flagged(spike)[:1] == [1500]
+    shift = base[:1500] + [v + 3.0 for v in base[1500:]]
+    first = flagged(shift)
+    assert first and 1500 <= first[0] < 1505, first[:5]
+
+
+def test_a_burst_raises_one_alarm() -> None:
+    rng = np.random.default_rng(4)
+    values = rng.uniform(-1.0, 1.0, 2000)
+    values[1500:1520] = np.linspace(3.0, 6.0, 20)  # twenty points, each a new record
+    hits = flagged(values.tolist())
+    assert [i for i in hits if 1500 <= i < 1520] == [1500], hits
+
+
+def test_a_repeated_pattern_is_forgiven_after_its_first_occurrence() -> None:
+    """A flat stretch in a daily wave is news once; the same stretch every day after is not."""
+    values = daily(8)
+    # From day 4 on, the same two hours of every day are flat at the level they start at.
+    for day in range(4, 8):
+        start = day * DAY_POINTS + 132  # where the wave falls steepest
+        values[start : start + 24] = [values[start]] * 24
+    # (The first day sets records while the cycle shows its range for the first time.)
+    hits = [i for i in flagged(values, step=FIVE_MINUTES) if i >= DAY_POINTS]
+    first_flat = 4 * DAY_POINTS + 132
+    assert hits and first_flat <= hits[0] < first_flat + 24 + STEP * LENGTH, hits
+    assert not [i for i in hits if i >= 5 * DAY_POINTS], hits
+
+
+def test_a_day_unlike_the_days_before_it_is_flagged_by_the_clock() -> None:
+    """Half a day shifted down within the series' range: no value, level or shape record alone."""
+    values = daily(10, seed=5)
+    anomalous = 8 * DAY_POINTS
+    for i in range(anomalous, anomalous + DAY_POINTS // 2):
+        values[i] -= 0.6
+    hits = flagged(values, step=FIVE_MINUTES)
+    assert [i for i in hits if anomalous <= i < anomalous + DAY_POINTS // 2], hits
+    assert not [i for i in hits if DAY_POINTS <= i < anomalous], hits
+    assert OnlineDetector.create(AnomalySettings(time_weight=0)).seasonal is not None
+
+
+def test_seasonal_profile_compares_with_the_closest_earlier_day() -> None:
+    profile = SeasonalProfile.create(6000)
+    # Hourly levels: 0 every day but day 6 (a "Sunday" at 5), with a little daily wobble.
+    def run(day: int, level: float) -> list[float]:
+        return [profile.point(level + 0.1 * (k % 2), day * 86_400 + k * 3600) for k in range(24)]
+
+    for day in range(13):
+        run(day, 5.0 if day == 6 else 0.0)
+    # Day 13 at 5 is 7 days after the Sunday: like one of its earlier days, so no excess.
+    assert max(run(13, 5.0)) <= 0.0
+    # Day 14 at 20 is like no earlier day (15 from the closest): the deviation is a record.
+    assert max(run(14, 20.0)) > 0.0
+
+
+def test_shape_memory_remembers_shapes_and_stays_bounded() -> None:
+    memory = ShapeMemory.create(6000)
+    pattern = [0.0, 1.0, 0.0, 2.0, 0.0, 1.0] * 40
+    for x in pattern * 40:
+        memory.point(x)
+    assert memory.shapes.nbytes == 8192 and memory.stored > memory.shapes.shape[0]
+    novelty = [memory.point(x) for x in [0.5] * (STEP * LENGTH)]
+    assert max(novelty) > 0.0  # a flat stretch at a new shape is a record novelty
+
+
+def test_calibrated_prediction_error_is_relative_to_the_series_typical_error() -> None:
+    def last(typical: float, error: float) -> float:
+        calibrator = Calibrator.create(error_halflife=8192.0, averaging_halflife=1.0, warmup_points=64)
+        for e in np.random.default_rng(1).uniform(0.5 * typical, 1.5 * typical, 500):
+            calibrator.point(float(e))
+        return calibrator.point(error)
+
+    assert last(0.1, 0.1) < 0.05
+    assert last(0.1, 1.0) > 0.9
+    assert last(1.0, 1.5) < last(0.1, 1.5)  # the same error in a noisier series
+
+
+def test_a_larger_excess_scores_higher() -> None:
+    base = daily(2, seed=6)
+    got = [scores([*base, 1.0 + jump])[-1] for jump in (SCALE, 0.2, 2.0, 20.0)]
+    assert got == sorted(got) and got[0] < got[-1] < 1.0
+
+
+def test_two_detectors_are_independent() -> None:
+    a, b = daily(3, seed=1), [100.0 * v for v in daily(3, seed=2)]
+    alone = scores(a), scores(b)
+    first, second = OnlineDetector.create(AnomalySettings()), OnlineDetector.create(AnomalySettings())
+    mixed = [(first.point(x, START + i, 0.0), second.point(y, START + i, 0.0))
+             for i, (x, y) in enumerate(zip(a, b, strict=True))]
+    assert [m[0] for m in mixed] == alone[0] and [m[1] for m in mixed] == alone[1]
