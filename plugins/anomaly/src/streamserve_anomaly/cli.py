@@ -70,6 +70,13 @@ def _parser() -> argparse.ArgumentParser:
     score.add_argument("--out", type=Path, metavar="FILE", help="output CSV (default: stdout)")
     score.add_argument("--plot", type=Path, metavar="FILE.png", help="also draw the series and scores")
     score.add_argument("--series-id", default="", metavar="ID", help="the series id sent (default: '')")
+    score.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        metavar="SCORE",
+        help="the line drawn in the plot (default: the plugin's default threshold)",
+    )
 
     evaluate = commands.add_parser(
         "evaluate",
@@ -88,6 +95,14 @@ def _parser() -> argparse.ArgumentParser:
         help="start `streamserve serve --config CONFIG` on a free loopback port for the run",
     )
     evaluate.add_argument("--json", type=Path, metavar="FILE", help="also write the results as JSON")
+    evaluate.add_argument(
+        "--leave-out",
+        nargs="?",
+        const="default",
+        metavar="MODEL_DIR",
+        help="also score each group of files with the settings and threshold chosen on the others, "
+        "in process with the served model (default: the plugin's default model)",
+    )
     return parser
 
 
@@ -123,6 +138,10 @@ def _train(args: argparse.Namespace) -> int:
 
 def _score(args: argparse.Namespace) -> int:
     from streamserve_anomaly.client import score_series
+    from streamserve_anomaly.settings import AnomalySettings
+
+    if args.threshold is None:
+        args.threshold = AnomalySettings().threshold
     from streamserve_anomaly.series_csv import read_series, write_scores
 
     series = read_series(args.file)
@@ -137,9 +156,11 @@ def _score(args: argparse.Namespace) -> int:
     write_scores(out, series, result.timestamps.tolist(), result.scores.tolist(),
                  result.is_anomaly.tolist())
     if args.plot:
-        from streamserve_anomaly.plot import plot_scores
+        from streamserve_anomaly.plot import labelled_windows, plot_scores
 
         plot_scores(args.plot, result.timestamps, series.values, result.scores, result.is_anomaly,
+                    threshold=args.threshold,
+                    windows=labelled_windows(args.file),
                     title=f"{args.file.name} (model version {result.model_version})")
     flagged = int(result.is_anomaly.sum())
     print(f"{len(result.scores)} points scored, {flagged} flagged as anomalies"
@@ -150,13 +171,20 @@ def _score(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from streamserve_anomaly.evaluate import evaluate, print_report, running_server
 
+    leave_out = None
+    if args.leave_out == "default":
+        from streamserve_anomaly.plugin import default_model_dir
+
+        leave_out = default_model_dir()
+    elif args.leave_out is not None:
+        leave_out = Path(args.leave_out)
     progress = _ProgressLine("streaming the corpus")
     try:
         if args.serve is not None:
             with running_server(args.serve) as address:
-                result = evaluate(args.data, address, progress=progress)
+                result = evaluate(args.data, address, progress=progress, leave_out_model=leave_out)
         else:
-            result = evaluate(args.data, args.target, progress=progress)
+            result = evaluate(args.data, args.target, progress=progress, leave_out_model=leave_out)
     finally:
         progress.close()
     print_report(result)
