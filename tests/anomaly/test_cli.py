@@ -82,7 +82,7 @@ async def test_score_reports_a_server_that_is_not_there(
 
 
 async def test_evaluate_scores_a_small_corpus_over_grpc(
-    server: Server, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    server: Server, anomaly_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     data = tmp_path / "nab"
     spiky = write_series(data / "g" / "spike.csv", wave(3000, 2, spike_at=2100))
@@ -95,17 +95,34 @@ async def test_evaluate_scores_a_small_corpus_over_grpc(
     }
     (data / "windows.json").write_text(json.dumps(windows))
     results = tmp_path / "results.json"
-    argv = ["evaluate", "--data", str(data), "--target", server.address, "--json", str(results)]
+    # A published detector's scores, as NAB's result files hold them: it fires on the spike only.
+    reference = data / "reference" / "numenta"
+    for name, stamps in (("g/spike.csv", spiky), ("g/shift.csv", shifted), ("clean/none.csv", None)):
+        path = reference / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        n = len(stamps) if stamps is not None else 2000
+        path.write_text("timestamp,anomaly_score\n" + "".join(
+            f"t{i},{1.0 if name == 'g/spike.csv' and i == 2100 else 0.0}\n" for i in range(n)))
+    argv = ["evaluate", "--data", str(data), "--target", server.address, "--json", str(results),
+            "--leave-out", str(anomaly_model_dir)]
     assert await run(argv) == 0
     printed = capsys.readouterr().out
     report = json.loads(results.read_text())
     assert report["windows"] == 2 and report["points"] == 8000
     assert report["model_version"] == "1"
-    detector, baseline = report["detector"], report["baseline"]
-    assert [f["name"] for f in detector["files"]] == ["clean/none.csv", "g/shift.csv", "g/spike.csv"]
+    mine, baseline, htm = report["detectors"]
+    assert [mine["label"], baseline["label"], htm["label"]] == [
+        "streamserve-anomaly (over gRPC)", "windowed Gaussian baseline", "Numenta HTM"]
+    standard = mine["profiles"]["standard"]
+    assert [f["name"] for f in standard["files"]] == ["clean/none.csv", "g/shift.csv", "g/spike.csv"]
     # Both anomalies found early in their windows, nothing else flagged.
-    assert [f["detected_windows"] for f in detector["files"]] == [0, 1, 1]
-    assert sum(f["false_positives"] for f in detector["files"]) == 0
-    assert detector["score"] > 80.0 and detector["score"] >= baseline["score"]
-    assert "NAB standard score" in printed and "g/spike.csv" in printed
-    assert "windowed Gaussian baseline" in printed and "Numenta HTM 70.5" in printed
+    assert [f["detected_windows"] for f in standard["files"]] == [0, 1, 1]
+    assert sum(f["false_positives"] for f in standard["files"]) == 0
+    assert standard["score"] > 80.0 and standard["score"] >= baseline["profiles"]["standard"]["score"]
+    assert set(mine["profiles"]) == {"standard", "low FP", "low FN"}
+    # The reference found one of two windows early: half of the perfect score, the same code scoring.
+    assert 45.0 < htm["profiles"]["standard"]["score"] < 50.0
+    score, folds = report["left_out"]
+    assert len(folds) == 4 and sum(len(f["held_out"]) for f in folds) == 3
+    assert "NAB standard score" in printed and "g/spike.csv" in printed and "leave files out" in printed
+    assert "windowed Gaussian baseline" in printed and "Numenta HTM" in printed
