@@ -21,10 +21,8 @@ levels and bucket numbers (1,152 of each: 13.5 KiB).
 from __future__ import annotations
 
 import math
+from array import array
 from dataclasses import dataclass, field
-
-import numpy as np
-import numpy.typing as npt
 
 from streamserve_anomaly.records import RecordRange
 
@@ -38,6 +36,7 @@ LAG_DAYS = (1, 2, 7)
 DAYS_KEPT = 8
 """Enough for the longest lag."""
 RING = DAYS_KEPT * DAY // BUCKET_SECONDS
+_LAG_BUCKETS = tuple(days * DAY // BUCKET_SECONDS for days in LAG_DAYS)
 
 
 @dataclass(slots=True)
@@ -45,8 +44,9 @@ class SeasonalProfile:
     """The time context of one series; :meth:`point` once per point, in time order."""
 
     record: RecordRange
-    levels: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros(RING))
-    buckets: npt.NDArray[np.int64] = field(default_factory=lambda: np.full(RING, -1, dtype=np.int64))
+    # Plain arrays, not NumPy's: reading one element of these is a Python float or int at once.
+    levels: array[float] = field(default_factory=lambda: array("d", bytes(8 * RING)))
+    buckets: array[int] = field(default_factory=lambda: array("q", [-1]) * RING)
     """The bucket number each slot of the ring holds (-1: none), so stale slots are never read."""
     scored_from: float = math.inf
     """The timestamp from which deviations are scored: a day after the first one."""
@@ -60,17 +60,18 @@ class SeasonalProfile:
         """Fold the series' ``level`` at ``timestamp`` in; the excess of its deviation (-inf while
         unscored)."""
         bucket = timestamp // BUCKET_SECONDS
+        buckets, levels = self.buckets, self.levels
         deviation = math.inf
-        for days in LAG_DAYS:
-            then = bucket - days * (DAY // BUCKET_SECONDS)
+        for lag in _LAG_BUCKETS:
+            then = bucket - lag
             slot = then % RING
-            if self.buckets[slot] == then:
-                distance = abs(level - self.levels[slot])
+            if buckets[slot] == then:
+                distance = abs(level - levels[slot])
                 if distance < deviation:
                     deviation = distance
         slot = bucket % RING
-        self.levels[slot] = level
-        self.buckets[slot] = bucket
+        levels[slot] = level
+        buckets[slot] = bucket
         if deviation == math.inf:
             return -math.inf
         if self.scored_from == math.inf:
