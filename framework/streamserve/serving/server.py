@@ -115,7 +115,10 @@ class Server:
         server = grpc.aio.server(
             interceptors=self.security.interceptors,
             options=[
-                ("grpc.max_receive_message_length", limits.max_receive_message_bytes),
+                # gRPC refuses a bigger message with no word to the handler (the call just ends),
+                # so the core checks the limit itself (serving/handlers.py) and gRPC's cap is only
+                # a backstop for far bigger messages.
+                ("grpc.max_receive_message_length", _receive_backstop(limits)),
                 ("grpc.max_send_message_length", limits.max_send_message_bytes),
                 ("grpc.keepalive_time_ms", int(keepalive.time_seconds * 1000)),
                 ("grpc.keepalive_timeout_ms", int(keepalive.timeout_seconds * 1000)),
@@ -126,7 +129,8 @@ class Server:
             ]
         )
         server.add_generic_rpc_handlers(
-            [service_handler(p, self.repository, self.calls, self.metrics) for p in self.plugins]
+            [service_handler(p, self.repository, self.calls, self.metrics, limits)
+             for p in self.plugins]
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         if limits.reflection:
@@ -325,6 +329,14 @@ def _connection_age_options(limits: ServerConfig) -> list[tuple[str, int]]:
             ("grpc.max_connection_age_grace_ms", round(limits.max_connection_age_grace_seconds * 1000))
         )
     return options
+
+
+def _receive_backstop(limits: ServerConfig) -> int:
+    """gRPC's own cap on request size: twice ``max_receive_message_bytes``, so a message over the
+    limit reaches the core, which refuses it with RESOURCE_EXHAUSTED naming the limit and counts it.
+    Only a message over twice the limit is cut off by gRPC (the client still gets
+    RESOURCE_EXHAUSTED; the server sees the call cancelled)."""
+    return min(2 * limits.max_receive_message_bytes, 2**31 - 1)
 
 
 def _queued_rows(model: ServedModel) -> int:
