@@ -1,0 +1,225 @@
+"""Hostile and unlucky clients against a real server: each call ends with a status that names the
+reason, is recorded once (log line, metrics) as its client saw it, and nobody else notices.
+
+docs/operations.md ("Hostile clients") has the table these tests prove.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import grpc
+import pytest
+
+from streamserve.config import parse_config
+from streamserve.serving import Server
+from streamserve.testing import serve_in_process
+from tests.support.counted import call_errors
+
+SCALER = "streamserve_test.Scaler"
+TIMEOUT = 30.0  # on every call: a hang fails the test instead of stalling the run
+
+GARBAGE = {
+    "random bytes": b"\xff\xfe\xfd\xfc\xfb",
+    "a truncated varint": b"\x0d\xff\xff",  # field 1 as a 32-bit float, cut short
+    "a length that overruns": b"\x0a\x40\x00\x00\x80\x3f",  # 64 bytes announced, 4 sent
+}
+
+
+def values(*numbers: float) -> bytes:
+    """A scaler ``Values`` message, encoded by hand (packed repeated float, field 1)."""
+    body = struct.pack(f"<{len(numbers)}f", *numbers)
+    return bytes([0x0A, len(body)]) + body if len(body) < 128 else _long(body)
+
+
+def _long(body: bytes) -> bytes:
+    length = len(body)
+    varint = bytearray()
+    while True:
+        byte, length = length & 0x7F, length >> 7
+        varint.append(byte | (0x80 if length else 0))
+        if not length:
+            return b"\x0a" + bytes(varint) + body
+
+
+def raw(channel: grpc.aio.Channel, kind: str, method: str) -> Any:
+    """A method stub that sends and receives bytes as they are (no serializers)."""
+    return getattr(channel, kind)(f"/{SCALER}/{method}")
+
+
+@pytest.fixture
+async def scaler_server(scaler_plugin: ModuleType, scaler_model: Path) -> AsyncIterator[Server]:
+    text = (
+        "server:\n  max_receive_message_bytes: 2000\n  max_send_message_bytes: 1000\n"
+        f"plugins:\n  scaler:\n    model_path: {scaler_model}\n"
+    )
+    async with serve_in_process(
+        parse_config(text, env={}), extra_plugins=[scaler_plugin], installed=False
+    ) as server:
+        yield server
+
+
+async def wait_for(condition: Any, what: str) -> None:
+    """Wait (bounded) until ``condition()`` holds: the server records a call once it has ended."""
+    deadline = time.monotonic() + TIMEOUT
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.01)
+
+
+@pytest.mark.parametrize("garbage", GARBAGE)
+async def test_garbage_is_invalid_argument_for_every_kind_of_method(
+    scaler_server: Server, garbage: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    data = GARBAGE[garbage]
+    async with grpc.aio.insecure_channel(scaler_server.address) as channel:
+        with pytest.raises(grpc.aio.AioRpcError) as unary:
+            await raw(channel, "unary_unary", "Scale")(data, timeout=TIMEOUT)
+        with pytest.raises(grpc.aio.AioRpcError) as streaming:
+            async for _ in raw(channel, "unary_stream", "Expand")(data, timeout=TIMEOUT):
+                pass
+        # In a stream, the messages before the bad one are answered, then the call ends.
+        replies = []
+        with pytest.raises(grpc.aio.AioRpcError) as bidi:
+            async for reply in raw(channel, "stream_stream", "ScaleStream")(
+                iter([values(1.0), values(2.0), data, values(3.0)]), timeout=TIMEOUT
+            ):
+                replies.append(reply)
+        # The server goes on serving, this channel included.
+        assert await raw(channel, "unary_unary", "Scale")(values(1.0), timeout=TIMEOUT) == values(3.0)
+    assert replies == [values(3.0), values(5.0)]
+    for error, where in ((unary, "Scale message 0"), (streaming, "Expand message 0"),
+                         (bidi, "ScaleStream message 2")):
+        assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT, error.value
+        details = error.value.details() or ""
+        assert details.startswith(f"/{SCALER}/{where}: request: not a valid streamserve_test.Values"), details
+    await wait_for(lambda: scaler_server.calls.open == 0, "the calls to end")
+    assert call_errors(scaler_server) == {"INVALID_ARGUMENT": 3}
+    assert "unexpected error" not in caplog.text and "Traceback" not in caplog.text
+
+
+async def test_invalid_utf8_in_a_string_field_is_invalid_argument(anomaly_model: Path) -> None:
+    config = parse_config(f"plugins:\n  anomaly:\n    model_path: {anomaly_model}\n", env={})
+    point = b"\x0d\x00\x00\x80\x3f\x10\x01"  # value 1.0, timestamp 1
+    bad = point + b"\x1a\x02\xff\xfe"  # series_id: two bytes that are not UTF-8
+    async with serve_in_process(config, installed=True) as server, \
+            grpc.aio.insecure_channel(server.address) as channel:
+        stream = channel.stream_stream("/anomaly_detection.AnomalyDetectionService/DetectAnomalyStream")
+        replies = []
+        with pytest.raises(grpc.aio.AioRpcError) as failure:
+            async for reply in stream(iter([point, bad]), timeout=TIMEOUT):
+                replies.append(reply)
+        assert len(replies) == 1
+        assert failure.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "message 1: request: not a valid anomaly_detection.DataPoint" in (failure.value.details() or "")
+        await wait_for(lambda: server.calls.open == 0, "the call to end")
+        assert call_errors(server) == {"INVALID_ARGUMENT": 1}
+
+
+async def test_a_request_over_the_size_limit_is_resource_exhausted_and_counted(
+    scaler_server: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    big = values(*([1.0] * 600))  # 2403 bytes; the limit is 2000
+    async with grpc.aio.insecure_channel(scaler_server.address) as channel:
+        with caplog.at_level(logging.INFO):
+            replies = []
+            with pytest.raises(grpc.aio.AioRpcError) as bidi:
+                async for reply in raw(channel, "stream_stream", "ScaleStream")(
+                    iter([values(1.0), big]), timeout=TIMEOUT
+                ):
+                    replies.append(reply)
+            with pytest.raises(grpc.aio.AioRpcError) as unary:
+                await raw(channel, "unary_unary", "Scale")(big, timeout=TIMEOUT)
+            await wait_for(lambda: scaler_server.calls.open == 0, "the calls to end")
+    assert replies == [values(3.0)]
+    for error in (bidi, unary):
+        assert error.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "over the limit of 2000 (server.max_receive_message_bytes)" in (error.value.details() or "")
+    assert call_errors(scaler_server) == {"RESOURCE_EXHAUSTED": 2}
+    assert "closed: RESOURCE_EXHAUSTED after 1 answered" in caplog.text
+
+
+async def test_a_response_over_the_size_limit_is_refused_and_counted(
+    scaler_server: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    wide = values(*([1.0] * 300))  # 1203 bytes in, as many out; the send limit is 1000
+    async with grpc.aio.insecure_channel(scaler_server.address) as channel:
+        with caplog.at_level(logging.INFO):
+            replies = []
+            with pytest.raises(grpc.aio.AioRpcError) as bidi:
+                async for reply in raw(channel, "stream_stream", "ScaleStream")(
+                    iter([values(1.0), wide]), timeout=TIMEOUT
+                ):
+                    replies.append(reply)
+            with pytest.raises(grpc.aio.AioRpcError) as unary:
+                await raw(channel, "unary_unary", "Scale")(wide, timeout=TIMEOUT)
+            await wait_for(lambda: scaler_server.calls.open == 0, "the calls to end")
+    assert replies == [values(3.0)]
+    for error in (bidi, unary):
+        assert error.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "over the limit of 1000 (server.max_send_message_bytes)" in (error.value.details() or "")
+    assert call_errors(scaler_server) == {"RESOURCE_EXHAUSTED": 2}
+    assert "closed: RESOURCE_EXHAUSTED after 1 answered" in caplog.text
+    assert "Traceback" not in caplog.text and "ExecuteBatchError" not in caplog.text
+
+
+KILLED_CLIENT = """
+import queue, struct, sys, time
+import grpc
+address, streams = sys.argv[1], int(sys.argv[2])
+point = b"\\x0a\\x04" + struct.pack("<f", 1.0)
+held = []
+for _ in range(streams):
+    channel = grpc.insecure_channel(address, options=[("grpc.use_local_subchannel_pool", 1)])
+    sent = queue.Queue()
+    sent.put(point)
+    replies = channel.stream_stream("/streamserve_test.Scaler/ScaleStream")(iter(sent.get, None))
+    next(replies)  # the stream is open and answered
+    held.append((channel, sent, replies))
+print("ready", flush=True)
+time.sleep(300)
+"""
+
+
+async def test_clients_killed_mid_stream_are_counted_cancelled(
+    scaler_plugin: ModuleType, scaler_model: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    processes, streams = 10, 5
+    text = f"plugins:\n  scaler:\n    model_path: {scaler_model}\n"
+    async with serve_in_process(
+        parse_config(text, env={}), extra_plugins=[scaler_plugin], installed=False
+    ) as server:
+        clients = [
+            subprocess.Popen([sys.executable, "-c", KILLED_CLIENT, server.address, str(streams)],
+                             stdout=subprocess.PIPE, text=True, env={**os.environ})
+            for _ in range(processes)
+        ]
+        try:
+            for client in clients:
+                assert client.stdout is not None
+                line = await asyncio.wait_for(asyncio.to_thread(client.stdout.readline), 120)
+                assert line.strip() == "ready"
+            assert server.calls.open == processes * streams
+            with caplog.at_level(logging.INFO):
+                for client in clients:
+                    client.kill()
+                await wait_for(lambda: server.calls.open == 0, "the killed clients' calls to end")
+        finally:
+            for client in clients:
+                client.kill()
+                client.wait(10)
+                assert client.stdout is not None
+                client.stdout.close()
+        assert call_errors(server) == {"CANCELLED": processes * streams}
+        assert caplog.text.count("closed: CANCELLED after 1 answered") == processes * streams
+        assert "closed: OK" not in caplog.text
