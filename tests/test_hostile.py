@@ -121,7 +121,8 @@ async def test_invalid_utf8_in_a_string_field_is_invalid_argument(anomaly_model:
                 replies.append(reply)
         assert len(replies) == 1
         assert failure.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-        assert "message 1: request: not a valid anomaly_detection.DataPoint" in (failure.value.details() or "")
+        details = failure.value.details() or ""
+        assert "message 1: request: not a valid anomaly_detection.DataPoint" in details
         await wait_for(lambda: server.calls.open == 0, "the call to end")
         assert call_errors(server) == {"INVALID_ARGUMENT": 1}
 
