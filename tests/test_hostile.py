@@ -224,3 +224,68 @@ async def test_clients_killed_mid_stream_are_counted_cancelled(
         assert call_errors(server) == {"CANCELLED": processes * streams}
         assert caplog.text.count("closed: CANCELLED after 1 answered") == processes * streams
         assert "closed: OK" not in caplog.text
+
+
+async def test_a_second_server_on_a_taken_address_refuses_to_start(
+    scaler_plugin: ModuleType, scaler_model: Path, tmp_path: Path, subprocess_env: dict[str, str],
+) -> None:
+    text = f"plugins:\n  scaler:\n    model_path: {scaler_model}\n"
+    async with serve_in_process(
+        parse_config(text, env={}), extra_plugins=[scaler_plugin], installed=False
+    ) as first:
+        config = tmp_path / "server.yaml"
+        config.write_text(text)
+        second = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "streamserve", "serve", "--config", str(config),
+             "--address", first.address],
+            env={**os.environ, **subprocess_env}, capture_output=True, text=True, timeout=120,
+        )
+        # The first one still has every call: nothing was split off to the second.
+        async with grpc.aio.insecure_channel(first.address) as channel:
+            assert await raw(channel, "unary_unary", "Scale")(values(1.0), timeout=TIMEOUT) == values(3.0)
+    assert second.returncode == 1, second.stderr
+    lines = [line for line in second.stderr.splitlines() if "start-up failed" in line]
+    assert len(lines) == 1, second.stderr
+    assert f"server.address: cannot listen on {first.address}: the address is in use" in lines[0]
+    assert "listening" not in second.stderr and "Traceback" not in second.stderr
+
+
+def test_a_taken_metrics_address_is_one_line_and_exit_1(
+    scaler_model: Path, tmp_path: Path, subprocess_env: dict[str, str]
+) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        config = tmp_path / "server.yaml"
+        config.write_text(f"metrics:\n  address: {address}\n"
+                          f"plugins:\n  scaler:\n    model_path: {scaler_model}\n")
+        result = subprocess.run(
+            [sys.executable, "-m", "streamserve", "serve", "--config", str(config),
+             "--address", "127.0.0.1:0"],
+            env={**os.environ, **subprocess_env}, capture_output=True, text=True, timeout=120,
+        )
+    assert result.returncode == 1, result.stderr
+    assert f"metrics.address: cannot listen on {address}: the address is in use" in result.stderr
+    for noise in ("Traceback", "OSError", "Event loop is closed", "listening on"):
+        assert noise not in result.stderr, result.stderr
+
+
+async def test_reuse_port_lets_two_servers_share_an_address_when_asked(
+    scaler_plugin: ModuleType, scaler_model: Path
+) -> None:
+    text = f"server:\n  reuse_port: true\nplugins:\n  scaler:\n    model_path: {scaler_model}\n"
+    async with serve_in_process(
+        parse_config(text, env={}), extra_plugins=[scaler_plugin], installed=False
+    ) as first:
+        shared = parse_config("server:\n  reuse_port: true\n",
+                              env={"STREAMSERVE_ADDRESS": first.address})
+        server = Server(shared, [])
+        await server.start()
+        try:
+            assert server.port == first.port
+        finally:
+            await server.stop(0)

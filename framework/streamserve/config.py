@@ -125,6 +125,9 @@ class ServerConfig(_Strict):
     health_address: str | None = None
     """An extra plaintext port serving only grpc.health.v1 (for kubelet gRPC probes, which cannot do
     TLS), ``HOST:PORT``. Null: no such port."""
+    reuse_port: bool = False
+    """Let other processes listen on the same address and port (SO_REUSEPORT: the kernel spreads
+    new connections over them). Off: a server whose address is taken refuses to start."""
     tls: TLSConfig | None = None
     """Serve TLS (and optionally require client certificates) on ``address``. Null: plaintext."""
     auth: AuthConfig | None = None

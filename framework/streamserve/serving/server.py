@@ -8,6 +8,7 @@ turns SERVING once its model is loaded, checked and warm. Probes can tell "alive
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 from collections.abc import Coroutine, Sequence
 from pathlib import Path
@@ -24,6 +25,7 @@ from streamserve.serving.calls import Calls
 from streamserve.serving.handlers import service_handler
 from streamserve.serving.metrics import Metrics
 from streamserve.serving.plugin import ServedPlugin
+from streamserve.serving.ports import AddressInUse, ensure_free
 from streamserve.serving.reflection import enable_reflection
 from streamserve.serving.repository import Repository, ServedModel
 from streamserve.serving.security import TransportSecurity, serve_health_only
@@ -109,8 +111,18 @@ class Server:
         return f"{host}:{self.health_port}"
 
     async def start(self) -> None:
-        """Open the port and serve health and reflection; plugin services wait for their models."""
+        """Open the port and serve health and reflection; plugin services wait for their models.
+
+        An address that is taken (``server.address``, ``server.health_address``,
+        ``metrics.address``) raises :class:`~streamserve.serving.ports.AddressInUse` naming the key,
+        before anything listens."""
         limits = self.config.server
+        if not limits.reuse_port:
+            ensure_free("server.address", limits.address)
+            if limits.health_address is not None:
+                ensure_free("server.health_address", limits.health_address)
+        if self.config.metrics.address is not None:
+            ensure_free("metrics.address", self.config.metrics.address)
         keepalive = limits.keepalive
         server = grpc.aio.server(
             interceptors=self.security.interceptors,
@@ -125,6 +137,7 @@ class Server:
                 ("grpc.http2.min_recv_ping_interval_without_data_ms",
                  int(keepalive.min_client_ping_interval_seconds * 1000)),
                 ("grpc.keepalive_permit_without_calls", int(keepalive.permit_without_calls)),
+                ("grpc.so_reuseport", int(limits.reuse_port)),
                 *_connection_age_options(limits),
             ]
         )
@@ -138,14 +151,18 @@ class Server:
         self.port = self.security.bind(server, limits.address)  # TLS if server.tls is set
         await server.start()
         self._server = server
-        if self.config.metrics.address is not None:
-            self.metrics_port = self.metrics.serve(self.config.metrics.address)
-            log.info("metrics on http://%s/metrics", self.config.metrics.address)
-        if limits.health_address is not None:  # plaintext, health only: for kubelet probes
-            self._health_server, self.health_port = await serve_health_only(
-                self.health, limits.health_address
-            )
-            log.info("health-only (plaintext) port on %s", self.health_address)
+        try:
+            if self.config.metrics.address is not None:
+                self.metrics_port = self._serve_metrics(self.config.metrics.address)
+                log.info("metrics on http://%s/metrics", self.config.metrics.address)
+            if limits.health_address is not None:  # plaintext, health only: for kubelet probes
+                self._health_server, self.health_port = await serve_health_only(
+                    self.health, limits.health_address, reuse_port=limits.reuse_port
+                )
+                log.info("health-only (plaintext) port on %s", self.health_address)
+        except BaseException:
+            await self.stop(0)  # nothing half-started is left behind (no "Event loop is closed")
+            raise
         self._spawn(self.calls.watch_idle())
         await self.health.set(health.OVERALL_HEALTH, SERVING)
         for plugin in self.plugins:
@@ -271,6 +288,14 @@ class Server:
             if entry is served:
                 await self.health.set(model_health_name(name), SERVING)
         log.info("model %r is SERVING version %s (%s)", served.name, model.version or "-", model.path)
+
+    def _serve_metrics(self, address: str) -> int:
+        try:
+            return self.metrics.serve(address)
+        except OSError as exc:  # taken between the check and the bind, or another bind error
+            if exc.errno == errno.EADDRINUSE:
+                raise AddressInUse("metrics.address", address) from None
+            raise StreamserveError(f"metrics.address: cannot listen on {address}: {exc.strerror}") from exc
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(work)
