@@ -289,3 +289,50 @@ async def test_reuse_port_lets_two_servers_share_an_address_when_asked(
             assert server.port == first.port
         finally:
             await server.stop(0)
+
+
+async def test_a_point_stream_beside_a_chunk_flood_is_answered(anomaly_model: Path) -> None:
+    """One client streams 100,000-point chunks back to back; a point stream beside it sends a
+    point every 50 ms and is answered throughout. Its latency is printed (run with -s), not
+    asserted: docs/operations.md quotes it."""
+    import numpy as np
+
+    from streamserve_anomaly._proto import anomaly_detection_pb2 as pb2
+    from streamserve_anomaly._proto import anomaly_detection_pb2_grpc as pb2_grpc
+
+    chunk_points, chunks, canary_points = 100_000, 12, 40
+    values = np.sin(np.arange(chunk_points) / 8).astype(np.float32).tolist()
+    config = parse_config(f"plugins:\n  anomaly:\n    model_path: {anomaly_model}\n", env={})
+    async with serve_in_process(config, installed=True) as server, \
+            grpc.aio.insecure_channel(server.address) as channel:
+        stub = pb2_grpc.AnomalyDetectionServiceStub(channel)
+        flooding = asyncio.Event()
+
+        async def flood_messages() -> AsyncIterator[pb2.DataChunk]:
+            for k in range(chunks):
+                yield pb2.DataChunk(series_id="flood", values=values,
+                                    timestamps=range(k * chunk_points, (k + 1) * chunk_points))
+                flooding.set()
+
+        async def flood() -> int:
+            return sum([len(r.scores) async for r in stub.DetectAnomalyChunks(flood_messages(),
+                                                                                timeout=300)])
+
+        flooded = asyncio.create_task(flood())
+        await asyncio.wait_for(flooding.wait(), TIMEOUT)
+        latencies = []
+        call = stub.DetectAnomalyStream(timeout=120)
+        for i in range(canary_points):
+            sent = time.perf_counter()
+            await call.write(pb2.DataPoint(value=float(np.sin(i / 8)), timestamp=i))
+            reply = await call.read()
+            latencies.append(time.perf_counter() - sent)
+            assert reply.timestamp == i
+            await asyncio.sleep(0.05)
+        await call.done_writing()
+        assert await call.read() is grpc.aio.EOF
+        assert await flooded == chunks * chunk_points
+    latencies.sort()
+    print(f"\npoint stream beside a flood of {chunks} x {chunk_points:,}-point chunks: "
+          f"p50 {1000 * latencies[len(latencies) // 2]:.1f} ms, max {1000 * latencies[-1]:.1f} ms "
+          f"over {canary_points} points")

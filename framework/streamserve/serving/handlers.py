@@ -121,7 +121,8 @@ class MethodEndpoint:
         async with Call(self, context) as call:
             started = time.perf_counter()
             request = self._first(call, data)
-            outputs = await self.infer(request, call.open_state(), alone=self.calls.open == 1)
+            outputs = await self.infer(request, call.open_state(), alone=self.calls.open == 1,
+                                       lane=call)
             encoded = self.encode(self.postprocess(outputs, request, call.state), 0)
             self.counted.sent.inc()
             self.counted.latency.observe(time.perf_counter() - started)
@@ -133,7 +134,8 @@ class MethodEndpoint:
         async with Call(self, context) as call:
             started = time.perf_counter()
             request = self._first(call, data)
-            outputs = await self.infer(request, call.open_state(), alone=self.calls.open == 1)
+            outputs = await self.infer(request, call.open_state(), alone=self.calls.open == 1,
+                                       lane=call)
             responses = self.postprocess(outputs, request, call.state)
             if not isinstance(responses, Iterable):
                 raise TypeError(f"the plugin's postprocess returned {type(responses).__name__}, "
@@ -220,14 +222,14 @@ class MethodEndpoint:
             raise Cancelled(f"sending a response failed: {type(exc).__name__}: {exc}") from exc
 
     async def submit(
-        self, request: Message, state: Any, *, alone: bool = False
+        self, request: Message, state: Any, *, lane: object, alone: bool = False
     ) -> asyncio.Future[Outputs]:
         """Preprocess ``request`` and queue its rows; a future of its outputs.
 
         ``alone``: the call is the server's only open call and has nothing else in flight. Then an
         idle model runs the rows at once on this thread (:meth:`Batcher.call_now`): nothing could
         share the batch, and the hand-offs to the model thread and back cost more than the wait
-        they avoid.
+        they avoid. ``lane``: the call, whose messages take turns with other calls' at the model.
         """
         batcher, rows, count = self.route(self.preprocess(request, state))
         if batcher is None:  # a request about no model
@@ -235,14 +237,14 @@ class MethodEndpoint:
         else:
             now = batcher.call_now(rows, count) if alone else None
             if now is None:
-                return await batcher.submit(rows, count)
+                return await batcher.submit(rows, count, lane)
             outputs = now
         future: asyncio.Future[Outputs] = asyncio.get_running_loop().create_future()
         future.set_result(outputs)
         return future
 
-    async def infer(self, request: Message, state: Any, *, alone: bool) -> Outputs:
-        return await (await self.submit(request, state, alone=alone))
+    async def infer(self, request: Message, state: Any, *, alone: bool, lane: object) -> Outputs:
+        return await (await self.submit(request, state, alone=alone, lane=lane))
 
 
 def _row_count(rows: Rows) -> int:

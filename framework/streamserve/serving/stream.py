@@ -131,7 +131,7 @@ class Stream:
                 request = endpoint.decode(data, index)
                 state = call.open_state()
                 try:
-                    outputs = await endpoint.submit(request, state,
+                    outputs = await endpoint.submit(request, state, lane=call,
                                                     alone=calls.open == 1 and not self.items)
                 except StreamserveError as exc:
                     if endpoint.on_error is None:
