@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 import struct
 import subprocess
 import sys
@@ -336,3 +337,41 @@ async def test_a_point_stream_beside_a_chunk_flood_is_answered(anomaly_model: Pa
     print(f"\npoint stream beside a flood of {chunks} x {chunk_points:,}-point chunks: "
           f"p50 {1000 * latencies[len(latencies) // 2]:.1f} ms, max {1000 * latencies[-1]:.1f} ms "
           f"over {canary_points} points")
+
+
+def test_sigterm_while_a_model_loads_stops_at_once_and_logs_in_order(
+    tmp_path: Path, subprocess_env: dict[str, str]
+) -> None:
+    config = tmp_path / "server.yaml"
+    # The scaler without model_path: its default model, which takes 600 s to build.
+    config.write_text("plugins:\n  scaler: {}\n  anomaly:\n    enabled: false\n")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streamserve", "serve", "--config", str(config),
+         "--address", "127.0.0.1:0"],
+        env={**os.environ, **subprocess_env, "STREAMSERVE_TEST_SLOW_MODEL": "600"},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    assert process.stdout is not None
+    lines = []
+    try:
+        for line in process.stdout:  # bounded: the server prints a few lines, then waits
+            lines.append(line)
+            if "loading model 'scaler'" in line:
+                break
+        signalled = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(timeout=60)  # the load would take 600 s
+        stopped_in = time.monotonic() - signalled
+        lines.extend(process.stdout)
+    finally:
+        process.kill()
+        process.wait(10)
+        process.stdout.close()
+    output = "".join(lines)
+    assert code == 0, output
+    print(f"\nstopped {stopped_in:.2f} s after SIGTERM, in the middle of a model load")
+    events = [event for line in lines for event in (
+        "listening on", "loading model 'scaler'", "stopping:", "abandoning the load of model(s) 'scaler'",
+        "stopped", "is SERVING version", "loaded model") if event in line]
+    assert events == ["listening on", "loading model 'scaler'", "stopping:",
+                      "abandoning the load of model(s) 'scaler'", "stopped"], output

@@ -11,6 +11,7 @@ import asyncio
 import errno
 import logging
 from collections.abc import Coroutine, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +84,11 @@ class Server:
         self._server: grpc.aio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._reload_lock = asyncio.Lock()
+        self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-load")
+        """Where models load. Not the loop's default executor, which ``asyncio.run`` waits for at
+        exit: a stop during a load abandons it instead of waiting for it to finish."""
+        self._loading: set[str] = set()
+        """Models whose load is in progress, named in the log if a stop abandons them."""
         self._rejected: set[tuple[Path, float]] = set()
         self.port = 0
         # Transport security (serving/security.py): certificates and tokens are read here, so a
@@ -194,9 +200,18 @@ class Server:
             if interval is not None:
                 self._spawn(self._poll_repository(interval))
 
-    async def _load(self, model: ServedModel, *, fatal: bool) -> None:
+    async def _in_loader(self, model: ServedModel, directory: Path | None = None) -> Model:
+        """``model.load(directory)`` in the loader thread."""
+        self._loading.add(model.name)
         try:
-            loaded = await asyncio.to_thread(model.load)
+            return await asyncio.get_running_loop().run_in_executor(self._loader, model.load, directory)
+        finally:
+            self._loading.discard(model.name)
+
+    async def _load(self, model: ServedModel, *, fatal: bool) -> None:
+        log.info("loading model %r (%s)", model.name, model.owner)
+        try:
+            loaded = await self._in_loader(model)
         except StreamserveError as exc:
             if fatal:
                 raise
@@ -234,7 +249,7 @@ class Server:
             if attempt in self._rejected:
                 return False
             try:
-                loaded = await asyncio.to_thread(model.load, directory)
+                loaded = await self._in_loader(model, directory)
             except StreamserveError as exc:
                 self._rejected.add(attempt)
                 self.metrics.load_failures.labels(model.name).inc()
@@ -310,6 +325,11 @@ class Server:
             grace = self.config.server.shutdown_grace_seconds
         for task in list(self._tasks):
             task.cancel()
+        if self._loading:
+            log.info("abandoning the load of model(s) %s: the server is stopping",
+                     ", ".join(repr(name) for name in sorted(self._loading)))
+        # A load in progress cannot be interrupted; its thread is left to the process's exit.
+        self._loader.shutdown(wait=False, cancel_futures=True)
         await self.health.enter_graceful_shutdown()
         if self._server is not None:
             # grpc refuses new calls from now on; its own deadline is only a backstop for ours.
