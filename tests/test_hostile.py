@@ -375,3 +375,24 @@ def test_sigterm_while_a_model_loads_stops_at_once_and_logs_in_order(
         "stopped", "is SERVING version", "loaded model") if event in line]
     assert events == ["listening on", "loading model 'scaler'", "stopping:",
                       "abandoning the load of model(s) 'scaler'", "stopped"], output
+
+
+async def test_two_thousand_streams_opened_at_once_by_one_client_are_all_served(
+    scaler_server: Server,
+) -> None:
+    """gRPC's own default refuses some calls once more than 1,000 wait to be picked up by the
+    handlers ("Too many pending requests"; a grpc.aio client writing first sees INTERNAL). The
+    server raises that to server.max_concurrent_streams."""
+    async def one(channel: grpc.aio.Channel, k: int) -> bytes:
+        call = raw(channel, "stream_stream", "ScaleStream")(timeout=120)
+        await call.write(values(float(k)))
+        reply = await call.read()
+        await call.done_writing()
+        assert await call.read() is grpc.aio.EOF
+        return bytes(reply)
+
+    async with grpc.aio.insecure_channel(scaler_server.address) as channel:
+        replies = await asyncio.gather(*(one(channel, k) for k in range(2000)))
+    assert replies == [values(2.0 * k + 1) for k in range(2000)]
+    await wait_for(lambda: scaler_server.calls.open == 0, "the streams to end")
+    assert call_errors(scaler_server) == {}

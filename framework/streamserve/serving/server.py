@@ -144,6 +144,12 @@ class Server:
                  int(keepalive.min_client_ping_interval_seconds * 1000)),
                 ("grpc.keepalive_permit_without_calls", int(keepalive.permit_without_calls)),
                 ("grpc.so_reuseport", int(limits.reuse_port)),
+                # Calls that arrived but that the handlers have not picked up yet: gRPC refuses
+                # some beyond 1,000 (all beyond 3,000) with RESOURCE_EXHAUSTED "Too many pending
+                # requests", which a burst of streams from one client hits before any of them
+                # reaches the server's own limit. The limit is max_concurrent_streams, named.
+                ("grpc.server.max_pending_requests", limits.max_concurrent_streams),
+                ("grpc.server.max_pending_requests_hard_limit", 2 * limits.max_concurrent_streams),
                 *_connection_age_options(limits),
             ]
         )
