@@ -7,8 +7,6 @@ the server-streaming one only differs in its postprocessor, which yields one mes
 
 from __future__ import annotations
 
-import os
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -54,19 +52,6 @@ def make_spec(default_model: Callable[[], Any] | None = None) -> PluginSpec:
     )
 
 
-SLOW_MODEL_ENV = "STREAMSERVE_TEST_SLOW_MODEL"
-"""Set to a number of seconds: the plugin's default model then takes that long to "build" (a
-model that loads slowly, for tests that stop a server in the middle of a load)."""
-
-
-def _slow_default_model() -> Any:
-    seconds = float(os.environ[SLOW_MODEL_ENV])
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:  # bounded by the deadline
-        time.sleep(0.05)
-    raise RuntimeError(f"{SLOW_MODEL_ENV}: this test model never loads")
-
-
 @streamserve.hookimpl
 def streamserve_register(register: Callable[[PluginSpec], None]) -> None:
-    register(make_spec(_slow_default_model if SLOW_MODEL_ENV in os.environ else None))
+    register(make_spec())
