@@ -158,11 +158,31 @@ async def test_busy_model_gets_bigger_batches_but_never_above_max_batch_size() -
     assert len(model.sizes) < len(submits) / 2
 
 
-async def test_messages_are_never_split_and_keep_their_order() -> None:
-    # Rows of one message always go to one model call; a message bigger than max_batch_size runs
-    # alone, and a small one behind it does not jump the queue.
+async def test_a_big_message_is_fed_in_turns_and_a_small_call_beside_it_waits_one_turn() -> None:
+    # Calls take turns at the model: at most max_rows_per_call_turn rows of a call per visit, so
+    # the 10-row message is scored in pieces, and the one-row call behind it does not wait for
+    # the whole of it. Each caller still gets its own rows' outputs, whole and in order.
     model = Recorder(gated=True)
-    async with running(model, max_batch_size=4, max_queued_rows=100) as batcher:
+    async with running(model, max_batch_size=4, max_rows_per_call_turn=3) as batcher:
+        blocker = await batcher.submit(message(0, 1), 1, lane="blocker")
+        await model.wait_entered()
+        big = await batcher.submit(message(10, 10), 10, lane="big")
+        small = await batcher.submit(message(5, 1), 1, lane="small")
+        later = await batcher.submit(message(30, 2), 2, lane="big")  # the big call's next message
+        model.open(10)
+        await asyncio.wait_for(asyncio.gather(blocker, big, small, later), TIMEOUT)
+
+    # Batches: [blocker] [3 of big, small] then, the big call alone, its turns fill each batch:
+    # [3 + 1 of big] [3 of big, 1 of later] [1 of later].
+    assert model.sizes == [1, 4, 4, 4, 1]
+    assert_rows_equal(big.result(), row_by_row(message(10, 10)))
+    assert_rows_equal(small.result(), row_by_row(message(5, 1)))
+    assert_rows_equal(later.result(), row_by_row(message(30, 2)))
+
+
+async def test_messages_of_one_call_keep_their_order_and_a_fixed_batch_model_gets_whole_ones() -> None:
+    model = Recorder(gated=True)
+    async with running(model, max_batch_size=1, max_rows_per_call_turn=2) as batcher:
         blocker = await batcher.submit(message(0, 1), 1)
         await model.wait_entered()
         sizes = (2, 10, 1)
@@ -170,9 +190,40 @@ async def test_messages_are_never_split_and_keep_their_order() -> None:
         model.open(4)
         await asyncio.wait_for(asyncio.gather(blocker, *futures), TIMEOUT)
 
-    assert model.sizes == [1, 2, 10, 1]
+    assert model.sizes == [1, 2, 10, 1]  # one whole message per model call, first in first out
     for size, future in zip(sizes, futures, strict=True):
         assert_rows_equal(future.result(), row_by_row(message(size, size)))
+
+
+async def test_a_message_over_max_rows_per_message_is_refused_before_any_work() -> None:
+    model = Recorder()
+    async with running(model, max_rows_per_message=5) as batcher:
+        with pytest.raises(InvalidArgument) as refused:
+            await batcher.submit(message(0, 6), 6)
+        assert batcher.call_now(message(0, 5), 5) is not None
+        with pytest.raises(InvalidArgument):
+            batcher.call_now(message(0, 6), 6)
+    assert model.sizes == [5]
+    assert refused.value.field == "rows"
+    assert "6 rows in one message, over the limit of 5" in str(refused.value)
+    assert "batching.max_rows_per_message" in str(refused.value)
+
+
+async def test_a_call_with_nothing_queued_gets_in_beside_a_full_queue() -> None:
+    model = Recorder(gated=True)
+    async with running(model, max_batch_size=4, max_queued_rows=4, max_rows_per_call_turn=4) as batcher:
+        blocker = await batcher.submit(message(0, 1), 1, lane="flood")
+        await model.wait_entered()
+        flood = await batcher.submit(message(1, 40), 40, lane="flood")  # the queue is over full
+        point = await asyncio.wait_for(batcher.submit(message(9, 1), 1, lane="point"), TIMEOUT)
+        more = asyncio.create_task(batcher.submit(message(50, 1), 1, lane="flood"))
+        await asyncio.sleep(0.05)
+        assert not more.done()  # the flood's own next message waits for room
+        model.open(100)
+        await asyncio.wait_for(asyncio.gather(blocker, flood, point, more), TIMEOUT)
+        assert model.sizes[:2] == [1, 4]  # the point rode with the flood's first turn
+    assert_rows_equal(point.result(), row_by_row(message(9, 1)))
+    assert_rows_equal(flood.result(), row_by_row(message(1, 40)))
 
 
 async def test_max_delay_lets_a_batch_wait_for_more_rows() -> None:

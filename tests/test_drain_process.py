@@ -84,6 +84,7 @@ def test_sighup_loads_a_new_model_version_without_dropping_a_stream(
         f"plugins:\n  scaler:\n    model_path: {base}\n    model_poll_seconds: null\n"
         f"  anomaly:\n    model_path: {anomaly_model}\n"
     )
+    build_affine_model(tmp_path / "staging", scale=3.0)  # before any deadline starts
     with serve_subprocess(config, env=subprocess_env, services=[SCALER]) as server, \
             grpc.insecure_channel(server.address) as channel:
         scale = channel.stream_stream(
@@ -91,17 +92,18 @@ def test_sighup_loads_a_new_model_version_without_dropping_a_stream(
             response_deserializer=pb2.Values.FromString,
         )
         sent: queue.Queue[Any] = queue.Queue()
-        replies = scale(iter(sent.get, None), timeout=60)
+        # The deadline is only a backstop against a hung server: the wait for the reload below is
+        # bounded on its own, and a slow machine may take long to load a model.
+        replies = scale(iter(sent.get, None), timeout=300)
         sent.put(pb2.Values(values=[1]))
         assert list(next(replies).values) == [3]  # version 1: y = 2x + 1
 
-        build_affine_model(tmp_path / "staging", scale=3.0)
         (tmp_path / "staging").rename(base / "2")
         server.process.send_signal(signal.SIGHUP)
-        for _ in range(300):  # bounded: up to ~30 s for the new version to load
-            if "SERVING model version 2" in server.output():
-                break
-            time.sleep(0.1)
+        deadline = time.monotonic() + 120  # bounded; normally a second or two
+        while "is SERVING version 2" not in server.output():
+            assert time.monotonic() < deadline, f"version 2 was not served:\n{server.output()}"
+            time.sleep(0.05)
         sent.put(pb2.Values(values=[1]))
         assert list(next(replies).values) == [4]  # the same stream, now on version 2
         sent.put(None)

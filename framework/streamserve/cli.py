@@ -110,7 +110,11 @@ async def _run_server(
     from streamserve.serving import Server  # grpc server pieces; not needed by other commands
 
     server = Server(config, discovered, source=source)
-    await server.start()
+    try:
+        await server.start()
+    except StreamserveError as exc:  # an address in use, say: one line, nothing left listening
+        log.error("start-up failed: %s", exc)
+        return 1
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

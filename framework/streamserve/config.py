@@ -125,6 +125,9 @@ class ServerConfig(_Strict):
     health_address: str | None = None
     """An extra plaintext port serving only grpc.health.v1 (for kubelet gRPC probes, which cannot do
     TLS), ``HOST:PORT``. Null: no such port."""
+    reuse_port: bool = False
+    """Let other processes listen on the same address and port (SO_REUSEPORT: the kernel spreads
+    new connections over them). Off: a server whose address is taken refuses to start."""
     tls: TLSConfig | None = None
     """Serve TLS (and optionally require client certificates) on ``address``. Null: plaintext."""
     auth: AuthConfig | None = None
@@ -147,7 +150,16 @@ class BatchingConfig(_Strict):
     an idle model takes a lone row at once, and rows that arrive while it runs form the next batch."""
     max_queued_rows: Annotated[int, Field(ge=1)] = 32768
     """Rows waiting for the model, across all calls. When full, calls stop reading their streams,
-    so gRPC flow control slows the clients down instead of the server buffering without bound."""
+    so gRPC flow control slows the clients down instead of the server buffering without bound (a
+    call with nothing queued may still queue one message of up to one turn)."""
+    max_rows_per_call_turn: Annotated[int, Field(ge=1)] = 4096
+    """Most rows of one call in one model call. A message with more rows (a big chunk) is fed to
+    the model in pieces of this size, taking turns with the other calls, so other calls wait for
+    one piece, not for the whole message."""
+    max_rows_per_message: Annotated[int, Field(ge=1)] = 100_000
+    """Most rows one request message may carry (points of a chunk, a protocol request's batch); a
+    bigger one is refused with INVALID_ARGUMENT naming this limit, before any model work. Its
+    response must also fit ``server.max_send_message_bytes``."""
 
 
 class PluginConfig(_Strict):

@@ -10,10 +10,11 @@
     ├── NotFound                      (NOT_FOUND) an unknown model or model version
     ├── Unimplemented                 (UNIMPLEMENTED) a method the plugin does not serve
     ├── ResourceExhausted             (RESOURCE_EXHAUSTED) a limit was reached
-    └── DeadlineExceeded              (DEADLINE_EXCEEDED) a stream was idle for too long
+    ├── DeadlineExceeded              (DEADLINE_EXCEEDED) a stream was idle for too long
+    └── Cancelled                     (CANCELLED) the client went away: sending to it failed
 
 Start-up errors (config, plugin, model) end the process with one clear message. Request errors end
-only their own call: :mod:`streamserve.serving.errors` turns them into a gRPC status.
+only their own call: :mod:`streamserve.serving.status` turns them into a gRPC status.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import grpc
 
 __all__ = [
+    "Cancelled",
     "ConfigError",
     "DeadlineExceeded",
     "InvalidArgument",
@@ -104,3 +106,9 @@ class DeadlineExceeded(StreamserveError):
     """A time limit of the server ran out (for example the per-stream idle timeout)."""
 
     code = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+class Cancelled(StreamserveError):
+    """The call is gone on the client's side (cancelled, disconnected): nothing can be sent to it."""
+
+    code = grpc.StatusCode.CANCELLED

@@ -13,6 +13,7 @@ import pytest
 from streamserve.serving import Server
 from streamserve_anomaly._proto import anomaly_detection_pb2 as pb2
 from streamserve_anomaly._proto import anomaly_detection_pb2_grpc as pb2_grpc
+from tests.support.counted import active_streams
 
 
 def points(count: int, phase: float = 0.0, spike_at: int = -1) -> list[pb2.DataPoint]:
@@ -91,14 +92,14 @@ async def test_cancelled_streams_free_their_state(server: Server) -> None:
         calls = [stub.DetectAnomalyStream(endless()) for _ in range(20)]
         for call in calls:
             await call.read()  # every stream is open and has been answered once
-        assert server.plugins[0].active_streams == 20
+        assert active_streams(server) == 20
         for call in calls:
             call.cancel()
         for _ in range(200):
-            if server.plugins[0].active_streams == 0:
+            if active_streams(server) == 0:
                 break
             await asyncio.sleep(0.01)
-    assert server.plugins[0].active_streams == 0
+    assert active_streams(server) == 0
 
 
 def sine(count: int, *, phase: float = 0.0, spike_at: int = -1, level: float = 0.0) -> list[float]:

@@ -121,6 +121,28 @@ async def test_the_good_request_of_those_cases_is_answered(stub: Any) -> None:
     assert sorted(response.outputs) == ["doubled", "score"]
 
 
+@pytest.mark.parametrize("garbage", [b"\xff\xfe\xfd", b"\x0a\x40model"])
+async def test_a_predict_request_that_does_not_parse_is_invalid_argument(
+    server: Server, channel: grpc.aio.Channel, garbage: bytes
+) -> None:
+    """Bytes that are no PredictRequest (random; a length that overruns) are the client's error,
+    named and counted, not an UNKNOWN from inside gRPC."""
+    method = "/tensorflow.serving.PredictionService/Predict"
+    labels = {"service": "tensorflow.serving.PredictionService", "method": "Predict",
+              "code": "INVALID_ARGUMENT"}
+
+    def counted() -> float:
+        return server.metrics.registry.get_sample_value("streamserve_call_errors_total", labels) or 0
+
+    before = counted()
+    error = await rpc_error(channel.unary_unary(method)(garbage, timeout=TIMEOUT))
+    assert error.code() == INVALID, error.details()
+    assert str(error.details()).startswith(
+        f"{method} message 0: request: not a valid tensorflow.serving.PredictRequest message"
+    ), error.details()
+    assert counted() == before + 1
+
+
 @pytest.mark.parametrize("method, message", [
     ("Classify", classification_pb2.ClassificationRequest()),
     ("Regress", regression_pb2.RegressionRequest()),

@@ -7,9 +7,19 @@ idle model answers a lone row at once and a busy model gets bigger batches: late
 throughput at high load, with no tuning. The thread is fed directly (a condition variable), not
 through an executor and a worker task: a lone row crosses into the thread and back once each.
 
+Model time is shared fairly between calls. Each call has its own lane (FIFO), and batches are
+filled by visiting the lanes in turn, taking at most ``max_rows_per_call_turn`` rows from a lane per
+visit: a message with more rows is fed to the model in pieces, taking turns with the other calls,
+and its outputs are joined once the last piece is scored. So a client streaming 400,000-row chunks
+holds the model for one piece at a time, and a point stream beside it waits for about one piece,
+not for the whole chunk. (A model whose batch dimension is fixed, ``max_batch_size`` 1, gets whole
+messages, one per call.) A message of more than ``max_rows_per_message`` rows is refused before
+any of it is queued (INVALID_ARGUMENT naming the limit).
+
 The queue is bounded in rows: :meth:`Batcher.submit` waits for room, so a call that produces rows
 faster than the model scores them stops reading its stream and gRPC flow control slows the client.
-A message's rows are never split across batches (a chunk bigger than ``max_batch_size`` runs alone).
+A call with nothing queued may always queue one message of up to one turn: a point stream is never
+kept out by a flood that filled the queue.
 A message of zero rows makes no model call: it gets one empty array per output of the model's
 signature, as the model itself would answer, so plugins need no case of their own for it.
 
@@ -25,7 +35,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -33,7 +43,7 @@ import numpy.typing as npt
 
 from streamserve.config import BatchingConfig
 from streamserve.contract import Outputs, Rows, TensorSpec
-from streamserve.errors import StreamserveError, Unavailable
+from streamserve.errors import InvalidArgument, StreamserveError, Unavailable
 from streamserve.runtime.statistics import CallStatistics
 
 __all__ = ["Batcher"]
@@ -45,9 +55,35 @@ ModelCall = Callable[[Rows], dict[str, npt.NDArray[Any]]]
 
 @dataclass(slots=True)
 class _Pending:
+    """One message's rows in its call's lane; fed to the model in one or more pieces."""
+
     rows: Rows
     count: int
     future: asyncio.Future[Outputs]
+    taken: int = 0
+    """Rows handed to the model so far (model thread)."""
+    scored: int = 0
+    """Rows whose outputs are back (event loop)."""
+    parts: list[Outputs] = field(default_factory=list)
+    """The outputs of the pieces scored so far, in order (event loop)."""
+
+
+@dataclass(slots=True)
+class _Piece:
+    """Rows ``start:stop`` of a message, in one batch."""
+
+    item: _Pending
+    start: int
+    stop: int
+
+    @property
+    def whole(self) -> bool:
+        return self.start == 0 and self.stop == self.item.count
+
+    def rows(self) -> Rows:
+        if self.whole:
+            return self.item.rows
+        return {k: v[self.start:self.stop] for k, v in self.item.rows.items()}
 
 
 _NO_FUTURE: Any = None
@@ -56,8 +92,11 @@ _NO_FUTURE: Any = None
 _Call = tuple[int, float, float]
 """A model call that succeeded: its row count, and when it started and ended (perf_counter)."""
 
-_Results = tuple[list[tuple[_Pending, "Outputs | Exception"]], list[_Call]]
-"""One batch's outcome per call, and the model calls that succeeded."""
+_Results = tuple[list[tuple[_Piece, "Outputs | Exception"]], list[_Call]]
+"""One batch's outcome per piece, and the model calls that succeeded."""
+
+_ANONYMOUS: Any = object()
+"""The lane of submits that name none (one lane for all of them, first in first out)."""
 
 
 class Batcher:
@@ -85,7 +124,10 @@ class Batcher:
         self._name = name
         self._lock = threading.Condition()
         # Guarded by _lock: shared by the event loop (submit) and the model thread.
-        self._pending: collections.deque[_Pending] = collections.deque()
+        self._lanes: collections.OrderedDict[Any, collections.deque[_Pending]] = (
+            collections.OrderedDict()
+        )
+        """Each call's queued messages, by lane, in the order the lanes get their next turn."""
         self._queued_rows = 0
         self._running: list[_Pending] = []
         self._closed = False
@@ -123,23 +165,30 @@ class Batcher:
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join)  # a model call in progress finishes first
         with self._lock:
-            left = [*self._running, *self._pending]
-            self._pending.clear()
+            left = [*self._running, *(item for lane in self._lanes.values() for item in lane)]
+            self._lanes.clear()
             self._running = []
             self._queued_rows = 0
         for item in left:
             if not item.future.done():
                 item.future.set_exception(_unloaded())
 
-    async def submit(self, rows: Rows, count: int) -> asyncio.Future[Outputs]:
-        """Queue ``count`` rows; returns a future of their outputs. Waits while the queue is full."""
+    async def submit(self, rows: Rows, count: int, lane: object = _ANONYMOUS) -> asyncio.Future[Outputs]:
+        """Queue ``count`` rows of one message; returns a future of their outputs.
+
+        ``lane`` names the call the message belongs to (messages of one lane are fed in order; lanes
+        take turns). Waits while the queue is full, except for a call with nothing queued sending a
+        message of at most one turn."""
         future: asyncio.Future[Outputs] = asyncio.get_running_loop().create_future()
         if count == 0:
             _, version, outputs = self._model
             future.set_result(Outputs(_no_rows(outputs), version))
             return future
-        limit = self._config.max_queued_rows
-        while self._queued_rows and self._queued_rows + count > limit and not self._closed:
+        self._check_size(count)
+        config = self._config
+        limit, turn = config.max_queued_rows, config.max_rows_per_call_turn
+        while (self._queued_rows and self._queued_rows + count > limit and not self._closed
+               and (lane is _ANONYMOUS or lane in self._lanes or count > turn)):
             self._has_room.clear()
             self._room_waiters += 1
             try:
@@ -149,10 +198,22 @@ class Batcher:
         with self._lock:
             if self._closed:
                 raise _unloaded()
-            self._pending.append(_Pending(rows, count, future))
+            queue = self._lanes.get(lane)
+            if queue is None:
+                queue = self._lanes[lane] = collections.deque()
+            queue.append(_Pending(rows, count, future))
             self._queued_rows += count
             self._lock.notify()
         return future
+
+    def _check_size(self, count: int) -> None:
+        limit = self._config.max_rows_per_message
+        if count > limit:
+            raise InvalidArgument(
+                "rows", f"{count} rows in one message, over the limit of {limit} of model "
+                f"{self._name.removeprefix('model-')!r} (batching.max_rows_per_message); "
+                "send them in smaller messages"
+            )
 
     def call_now(self, rows: Rows, count: int) -> Outputs | None:
         """Run ``rows`` on the calling (event loop) thread if the model is idle; None if it is not.
@@ -162,11 +223,15 @@ class Batcher:
         a lone message costs beyond the model itself. Only the loop submits, so while this runs
         nothing can queue behind it; the caller decides when being alone is certain.
         """
+        self._check_size(count)
+        if count > self._config.max_rows_per_call_turn:
+            return None  # more than one turn: it would hold the event loop; pieces take turns
         with self._lock:
-            if self._pending or self._running or self._closed or count == 0:
+            if self._lanes or self._running or self._closed or count == 0:
                 return None
         call, version, _ = self._model
-        results, calls = self._run(call, version, [_Pending(rows, count, _NO_FUTURE)], count)
+        piece = _Piece(_Pending(rows, count, _NO_FUTURE), 0, count)
+        results, calls = self._run(call, version, [piece], count)
         self._count(calls)
         result = results[0][1]
         if isinstance(result, Exception):
@@ -180,27 +245,52 @@ class Batcher:
         lock = self._lock
         while True:
             with lock:
-                lock.wait_for(lambda: self._pending or self._closed)
+                lock.wait_for(lambda: self._lanes or self._closed)
                 if self._closed:
                     return
                 if delay:
                     lock.wait_for(lambda: self._queued_rows >= max_rows or self._closed, delay)
-                batch = [self._pending.popleft()]
-                size = batch[0].count
-                while self._pending and size + self._pending[0].count <= max_rows:
-                    item = self._pending.popleft()
-                    batch.append(item)
-                    size += item.count
-                self._running = batch
-                self._queued_rows -= size
+                batch, size = self._take(max_rows)
+                self._running = [piece.item for piece in batch]
             if self._room_waiters:  # else nobody to wake; _deliver sets it in any case
                 self._post(self._has_room.set)
+            if not batch:  # every queued message was of a call that failed or went away
+                continue
             call, version, _ = self._model  # a swap() applies from the next batch on
             results = self._run(call, version, batch, size)
             with lock:
                 self._running = []
             if not self._post(self._deliver, results):
                 return
+
+    def _take(self, max_rows: int) -> tuple[list[_Piece], int]:
+        """The next batch (under the lock): lanes visited in turn, at most one turn of rows from
+        each visit, until ``max_rows``. With ``max_rows`` 1 (a model that takes one request per
+        call), one whole message."""
+        turn = min(self._config.max_rows_per_call_turn, max_rows)
+        lanes = self._lanes
+        batch: list[_Piece] = []
+        size = 0
+        while lanes and size < max_rows:
+            lane, queue = next(iter(lanes.items()))
+            item = queue[0]
+            left = item.count - item.taken
+            if item.future is not _NO_FUTURE and item.future.done():
+                take = 0  # failed or cancelled meanwhile: its other pieces are not worth running
+                queue.popleft()
+            else:
+                take = left if max_rows == 1 else min(left, turn, max_rows - size)
+                batch.append(_Piece(item, item.taken, item.taken + take))
+                item.taken += take
+                if item.taken == item.count:
+                    queue.popleft()
+            self._queued_rows -= take if take else left
+            size += take
+            if queue:
+                lanes.move_to_end(lane)
+            else:
+                del lanes[lane]
+        return batch, size
 
     def _post(self, callback: Callable[..., None], *args: Any) -> bool:
         """Run ``callback`` on the event loop; False if the loop is gone (nobody left to answer)."""
@@ -211,49 +301,58 @@ class Batcher:
             return False
         return True
 
-    def _run(self, call: ModelCall, version: str, batch: list[_Pending], size: int) -> _Results:
+    def _run(self, call: ModelCall, version: str, batch: list[_Piece], size: int) -> _Results:
         started = time.perf_counter()
         try:
             outputs = _run_model(call, batch, size)
         except Exception as exc:
             if len(batch) == 1:
-                return [(batch[0], _as_error(exc, batch[0].count, self._name))], []
+                return [(batch[0], _as_error(exc, batch[0].stop - batch[0].start, self._name))], []
             # One call's bad rows must not fail every call that shares its batch:
             # run each alone, so only the culprit gets the error.
             calls: list[_Call] = []
-            return [self._run_alone(call, version, item, calls) for item in batch], calls
+            return [self._run_alone(call, version, piece, calls) for piece in batch], calls
         done: list[_Call] = [(size, started, time.perf_counter())]
         if len(batch) == 1:  # nothing to split (and a model's scalar outputs stay as they are)
             return [(batch[0], Outputs(outputs, version))], done
-        results: list[tuple[_Pending, Outputs | Exception]] = []
+        results: list[tuple[_Piece, Outputs | Exception]] = []
         offset = 0
-        for item in batch:
-            end = offset + item.count
-            results.append((item, Outputs({k: v[offset:end] for k, v in outputs.items()}, version)))
+        for piece in batch:
+            end = offset + piece.stop - piece.start
+            results.append((piece, Outputs({k: v[offset:end] for k, v in outputs.items()}, version)))
             offset = end
         return results, done
 
     def _run_alone(
-        self, call: ModelCall, version: str, item: _Pending, calls: list[_Call]
-    ) -> tuple[_Pending, Outputs | Exception]:
-        """Run one call's rows on their own; if the model call succeeds, add it to ``calls``."""
+        self, call: ModelCall, version: str, piece: _Piece, calls: list[_Call]
+    ) -> tuple[_Piece, Outputs | Exception]:
+        """Run one piece on its own; if the model call succeeds, add it to ``calls``."""
+        rows = piece.stop - piece.start
         started = time.perf_counter()
         try:
-            outputs = _run_model(call, [item], item.count)
+            outputs = _run_model(call, [piece], rows)
         except Exception as exc:
-            return item, _as_error(exc, item.count, self._name)
-        calls.append((item.count, started, time.perf_counter()))
-        return item, Outputs(outputs, version)
+            return piece, _as_error(exc, rows, self._name)
+        calls.append((rows, started, time.perf_counter()))
+        return piece, Outputs(outputs, version)
 
     def _deliver(self, results: _Results) -> None:
         """On the event loop: resolve the futures of one batch, count its model calls."""
         self._has_room.set()
         answers, calls = results
-        for item, result in answers:
-            if item.future.done():  # its call was cancelled meanwhile
+        for piece, result in answers:
+            item = piece.item
+            if item.future.done():  # its call was cancelled meanwhile, or an earlier piece failed
                 continue
             if isinstance(result, Exception):
                 item.future.set_exception(result)
+                continue
+            item.scored += piece.stop - piece.start
+            if item.scored < item.count:
+                item.parts.append(result)
+            elif item.parts:
+                item.parts.append(result)
+                item.future.set_result(_joined(item.parts))
             else:
                 item.future.set_result(result)
         self._count(calls)
@@ -266,6 +365,12 @@ class Batcher:
                 self._on_batch(rows)
 
 
+def _joined(parts: list[Outputs]) -> Outputs:
+    """The outputs of a message scored in pieces, as one."""
+    return Outputs({k: np.concatenate([part[k] for part in parts]) for k in parts[0]},
+                   parts[-1].model_version)
+
+
 def _as_error(exc: Exception, rows: int, name: str) -> StreamserveError:
     if isinstance(exc, StreamserveError):
         return exc
@@ -273,15 +378,16 @@ def _as_error(exc: Exception, rows: int, name: str) -> StreamserveError:
     return StreamserveError(f"the model failed: {type(exc).__name__}: {exc}")
 
 
-def _run_model(call: ModelCall, batch: list[_Pending], size: int) -> dict[str, npt.NDArray[Any]]:
+def _run_model(call: ModelCall, batch: list[_Piece], size: int) -> dict[str, npt.NDArray[Any]]:
     """Runs in the worker thread: join the rows, call the model, check what came back."""
     if len(batch) == 1:
-        inputs = batch[0].rows
+        inputs = batch[0].rows()
     else:
-        inputs = {k: np.concatenate([item.rows[k] for item in batch]) for k in batch[0].rows}
+        pieces = [piece.rows() for piece in batch]
+        inputs = {k: np.concatenate([rows[k] for rows in pieces]) for k in pieces[0]}
     outputs = call(inputs)
     for name, value in outputs.items():
-        if np.ndim(value) == 0 and len(batch) == 1:
+        if np.ndim(value) == 0 and len(batch) == 1 and batch[0].whole:
             continue  # a model that is not batchable may return a scalar for its one request
         if np.ndim(value) == 0 or len(value) != size:
             raise StreamserveError(

@@ -1,4 +1,5 @@
-"""Every open call of the server: admission (limits, shutdown), idle timeouts, ending streams.
+"""Every open call of the server: admission (limits, shutdown), idle timeouts, ending streams; and
+:class:`Call`, the one record of each call.
 
 Bookkeeping costs O(1) per message: a stream notes the time it last heard from its client, and one
 watchdog task per server scans the open streams a few times per idle timeout, rather than each
@@ -8,25 +9,31 @@ message arming a timer.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import logging
 import secrets
 import time
-from typing import Any
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Protocol
 
-from streamserve.errors import DeadlineExceeded, ResourceExhausted, StreamserveError, Unavailable
+import grpc
 
-__all__ = ["END", "READ_AHEAD", "Calls", "Stream"]
+from streamserve.errors import (
+    Cancelled,
+    DeadlineExceeded,
+    ResourceExhausted,
+    StreamserveError,
+    Unavailable,
+)
+from streamserve.serving.metrics import MethodMetrics
+from streamserve.serving.status import abort
 
-END = object()
-"""The marker a stream's reader adds when its client closed the request side."""
+if TYPE_CHECKING:
+    from streamserve.serving.stream import Stream
+
+__all__ = ["Call", "Calls", "Endpoint"]
 
 log = logging.getLogger(__name__)
-
-READ_AHEAD = 64
-"""Messages of one stream that may be read but not yet answered. When that many are waiting, the
-stream stops reading and HTTP/2 flow control slows its client down."""
 
 SHUTTING_DOWN = (
     "the server is shutting down: every message it received on this call was answered; "
@@ -34,63 +41,116 @@ SHUTTING_DOWN = (
 )
 
 
-class Stream:
-    """One bidirectional call: plugin state, and the ordered items between reader and writer.
+class Endpoint(Protocol):
+    """What a :class:`Call` needs of the RPC method it serves."""
 
-    ``items`` holds, in arrival order, ``(request, future, heard)`` for each message read and at the
-    end a marker: ``(index, exception)`` or ``END``. The writer sleeps on ``ready`` until the first
-    item can be answered: the model's results wake it (one wake per batch, not per message), and so
-    do markers.
+    where: str
+    """``/package.Service/Method``, for statuses and logs."""
+    plugin: str
+    counted: MethodMetrics
+    calls: Calls
+
+    def open_state(self) -> Any: ...
+
+    def close_state(self, state: Any) -> None: ...
+
+
+class Call:
+    """One call of any kind, from admission to its one record.
+
+    ``async with Call(endpoint, context):`` admits the call (or ends it with the reason), and on
+    exit closes the plugin's state, turns an error into its status (:func:`abort`), and records the
+    status the client received, once: one log line and, unless OK, one count in
+    ``streamserve_call_errors_total``. A cancelled call (the client went away, or its deadline
+    passed) is recorded as CANCELLED (DEADLINE_EXCEEDED), whichever await it was cancelled in.
     """
 
-    __slots__ = (
-        "ended_by",
-        "id",
-        "items",
-        "last_heard",
-        "opened",
-        "reader",
-        "ready",
-        "room",
-        "started",
-        "state",
-        "waiting",
-    )
+    __slots__ = ("answered", "context", "endpoint", "failed_at", "id", "opened", "started", "state",
+                 "status", "stream")
 
-    def __init__(self) -> None:
+    def __init__(self, endpoint: Endpoint, context: grpc.aio.ServicerContext,
+                 *, stream: bool = False) -> None:
+        self.endpoint = endpoint
+        self.context = context
+        self.stream = stream
+        """A bidirectional call: logged when it opens, counted in ``streamserve_active_streams``."""
         self.id = secrets.token_hex(4)
-        """Names the stream in log lines."""
-        self.opened = False
+        """Names the call in log lines."""
+        self.failed_at = endpoint.where
+        """Where an error happened: the method, and the message index once one is known."""
         self.state: Any = None
-        self.items: collections.deque[Any] = collections.deque()
-        self.ready = asyncio.Event()
-        self.room = asyncio.Semaphore(READ_AHEAD)
-        self.reader: asyncio.Task[None] | None = None
-        self.waiting = False
-        """True while the reader waits for the client's next message (the only place it may be
-        cancelled without losing a message it already took)."""
-        self.started = self.last_heard = time.perf_counter()
-        self.ended_by: StreamserveError | None = None
+        self.opened = False
+        self.answered = 0
+        self.status = "OK"
+        self.started = time.perf_counter()
 
-    def add(self, request: Any, future: asyncio.Future[Any], heard: float) -> None:
-        """A message read: answered once its future is done and every earlier one is answered."""
-        self.items.append((request, future, heard))
-        future.add_done_callback(self.wake)
+    def open_state(self) -> Any:
+        """The plugin's state for this call, opened on first use (a stream's first message)."""
+        if not self.opened:
+            self.state = self.endpoint.open_state()
+            self.opened = True
+        return self.state
 
-    def finish(self, marker: Any) -> None:
-        """The last item: ``END``, or ``(index, exception)`` to end the call with after the rest."""
-        self.items.append(marker)
-        self.ready.set()
+    def at(self, index: int) -> None:
+        """Errors from now on concern message ``index`` of the call."""
+        self.failed_at = f"{self.endpoint.where} message {index}"
 
-    def wake(self, _: object = None) -> None:
-        self.ready.set()
+    async def __aenter__(self) -> Call:
+        endpoint = self.endpoint
+        try:
+            endpoint.calls.admit()
+        except StreamserveError as exc:
+            self.status = exc.code.name
+            self._record()
+            await abort(self.context, exc, where=endpoint.where)
+        if self.stream:
+            endpoint.counted.active.inc()
+            log.info("stream %s opened: %s from %s", self.id, endpoint.where, self.context.peer(),
+                     extra={"stream_id": self.id, "plugin": endpoint.plugin, "method": endpoint.where})
+        return self
 
-    def end(self, reason: StreamserveError) -> None:
-        """Stop reading: messages already read are answered, then the call ends with ``reason``."""
-        if self.ended_by is None:
-            self.ended_by = reason
-            if self.waiting and self.reader is not None:
-                self.reader.cancel()
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool:
+        endpoint = self.endpoint
+        endpoint.calls.release()
+        if self.stream:
+            endpoint.counted.active.dec()
+        try:
+            if self.opened:
+                endpoint.close_state(self.state)
+        except Exception as error:  # a plugin's close_state bug: logged, the call's status stands
+            log.error("%s: close_state failed", endpoint.where, exc_info=error)
+        if exc is None:
+            self._record()
+            return False
+        if isinstance(exc, asyncio.CancelledError | Cancelled):
+            remaining = self.context.time_remaining()
+            self.status = "DEADLINE_EXCEEDED" if remaining is not None and remaining <= 0 else "CANCELLED"
+            self._record()
+            # Nobody is left to tell: a Cancelled (a failed send) ends the handler quietly.
+            return isinstance(exc, Cancelled)
+        if not isinstance(exc, Exception):  # GeneratorExit, KeyboardInterrupt: not a call's outcome
+            return False
+        self.status = (exc.code if isinstance(exc, StreamserveError) else StreamserveError.code).name
+        self._record()
+        await abort(self.context, exc, where=self.failed_at)
+        return False  # unreachable: abort raises
+
+    def _record(self) -> None:
+        endpoint = self.endpoint
+        if self.status != "OK":
+            endpoint.counted.error(self.status)
+        fields = {"plugin": endpoint.plugin, "method": endpoint.where, "status": self.status,
+                  "messages": self.answered}
+        elapsed = time.perf_counter() - self.started
+        if self.stream:
+            log.info("stream %s closed: %s after %d answered message(s) in %.1f s", self.id,
+                     self.status, self.answered, elapsed, extra={"stream_id": self.id, **fields})
+        else:  # unary calls can come by the thousand a second: only their failures at INFO
+            log.log(logging.DEBUG if self.status == "OK" else logging.INFO,
+                    "call %s to %s ended: %s in %.3f s", self.id, endpoint.where, self.status,
+                    elapsed, extra={"call_id": self.id, **fields})
 
 
 class Calls:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import collections
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -26,10 +25,6 @@ class ServedPlugin:
     own: ServedModel | None = None
     """A model plugin's model (named after the plugin); None for a protocol plugin, which serves
     the model repository."""
-    active_streams: int = 0
-    """Bidirectional calls open right now."""
-    errors: collections.Counter[str] = field(default_factory=collections.Counter)
-    """Calls that ended in an error, by gRPC status code name."""
 
     def __post_init__(self) -> None:
         declared = self.spec.signature

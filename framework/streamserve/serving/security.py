@@ -212,18 +212,19 @@ class TransportSecurity:
             raise ConfigError(f"{source}: {exc}") from exc
         return cls(credentials, interceptors)
 
-    def bind(self, server: grpc.aio.Server, address: str) -> int:
-        """Listen on ``address`` with TLS if configured; returns the bound port."""
+    def bind(self, server: grpc.aio.Server, address: str, *, key: str = "server.address") -> int:
+        """Listen on ``address`` (the value of config key ``key``) with TLS if configured; returns
+        the bound port."""
         try:
             if self.credentials is None:
                 return server.add_insecure_port(address)
             return server.add_secure_port(address, self.credentials)
         except RuntimeError as exc:
-            raise StreamserveError(f"cannot listen on {address}: {exc}") from exc
+            raise StreamserveError(f"{key}: cannot listen on {address}: {exc}") from exc
 
 
 async def serve_health_only(
-    servicer: health.aio.HealthServicer, address: str
+    servicer: health.aio.HealthServicer, address: str, *, reuse_port: bool = False
 ) -> tuple[grpc.aio.Server, int]:
     """A plaintext server with nothing but ``grpc.health.v1`` on ``address``; returns it and its port.
 
@@ -231,8 +232,8 @@ async def serve_health_only(
     port. Sharing ``servicer`` with the main server keeps both ports' statuses identical (draining
     included); serving nothing else keeps the plaintext port from bypassing TLS or tokens.
     """
-    server = grpc.aio.server()
+    server = grpc.aio.server(options=[("grpc.so_reuseport", int(reuse_port))])
     health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
-    port = TransportSecurity().bind(server, address)
+    port = TransportSecurity().bind(server, address, key="server.health_address")
     await server.start()
     return server, port

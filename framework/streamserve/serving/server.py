@@ -8,8 +8,10 @@ turns SERVING once its model is loaded, checked and warm. Probes can tell "alive
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 from collections.abc import Coroutine, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,7 @@ from streamserve.serving.calls import Calls
 from streamserve.serving.handlers import service_handler
 from streamserve.serving.metrics import Metrics
 from streamserve.serving.plugin import ServedPlugin
+from streamserve.serving.ports import AddressInUse, ensure_free
 from streamserve.serving.reflection import enable_reflection
 from streamserve.serving.repository import Repository, ServedModel
 from streamserve.serving.security import TransportSecurity, serve_health_only
@@ -81,6 +84,11 @@ class Server:
         self._server: grpc.aio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._reload_lock = asyncio.Lock()
+        self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-load")
+        """Where models load. Not the loop's default executor, which ``asyncio.run`` waits for at
+        exit: a stop during a load abandons it instead of waiting for it to finish."""
+        self._loading: set[str] = set()
+        """Models whose load is in progress, named in the log if a stop abandons them."""
         self._rejected: set[tuple[Path, float]] = set()
         self.port = 0
         # Transport security (serving/security.py): certificates and tokens are read here, so a
@@ -109,24 +117,45 @@ class Server:
         return f"{host}:{self.health_port}"
 
     async def start(self) -> None:
-        """Open the port and serve health and reflection; plugin services wait for their models."""
+        """Open the port and serve health and reflection; plugin services wait for their models.
+
+        An address that is taken (``server.address``, ``server.health_address``,
+        ``metrics.address``) raises :class:`~streamserve.serving.ports.AddressInUse` naming the key,
+        before anything listens."""
         limits = self.config.server
+        if not limits.reuse_port:
+            ensure_free("server.address", limits.address)
+            if limits.health_address is not None:
+                ensure_free("server.health_address", limits.health_address)
+        if self.config.metrics.address is not None:
+            ensure_free("metrics.address", self.config.metrics.address)
         keepalive = limits.keepalive
         server = grpc.aio.server(
             interceptors=self.security.interceptors,
             options=[
-                ("grpc.max_receive_message_length", limits.max_receive_message_bytes),
+                # gRPC refuses a bigger message with no word to the handler (the call just ends),
+                # so the core checks the limit itself (serving/handlers.py) and gRPC's cap is only
+                # a backstop for far bigger messages.
+                ("grpc.max_receive_message_length", _receive_backstop(limits)),
                 ("grpc.max_send_message_length", limits.max_send_message_bytes),
                 ("grpc.keepalive_time_ms", int(keepalive.time_seconds * 1000)),
                 ("grpc.keepalive_timeout_ms", int(keepalive.timeout_seconds * 1000)),
                 ("grpc.http2.min_recv_ping_interval_without_data_ms",
                  int(keepalive.min_client_ping_interval_seconds * 1000)),
                 ("grpc.keepalive_permit_without_calls", int(keepalive.permit_without_calls)),
+                ("grpc.so_reuseport", int(limits.reuse_port)),
+                # Calls that arrived but that the handlers have not picked up yet: gRPC refuses
+                # some beyond 1,000 (all beyond 3,000) with RESOURCE_EXHAUSTED "Too many pending
+                # requests", which a burst of streams from one client hits before any of them
+                # reaches the server's own limit. The limit is max_concurrent_streams, named.
+                ("grpc.server.max_pending_requests", limits.max_concurrent_streams),
+                ("grpc.server.max_pending_requests_hard_limit", 2 * limits.max_concurrent_streams),
                 *_connection_age_options(limits),
             ]
         )
         server.add_generic_rpc_handlers(
-            [service_handler(p, self.repository, self.calls, self.metrics) for p in self.plugins]
+            [service_handler(p, self.repository, self.calls, self.metrics, limits)
+             for p in self.plugins]
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         if limits.reflection:
@@ -134,14 +163,18 @@ class Server:
         self.port = self.security.bind(server, limits.address)  # TLS if server.tls is set
         await server.start()
         self._server = server
-        if self.config.metrics.address is not None:
-            self.metrics_port = self.metrics.serve(self.config.metrics.address)
-            log.info("metrics on http://%s/metrics", self.config.metrics.address)
-        if limits.health_address is not None:  # plaintext, health only: for kubelet probes
-            self._health_server, self.health_port = await serve_health_only(
-                self.health, limits.health_address
-            )
-            log.info("health-only (plaintext) port on %s", self.health_address)
+        try:
+            if self.config.metrics.address is not None:
+                self.metrics_port = self._serve_metrics(self.config.metrics.address)
+                log.info("metrics on http://%s/metrics", self.config.metrics.address)
+            if limits.health_address is not None:  # plaintext, health only: for kubelet probes
+                self._health_server, self.health_port = await serve_health_only(
+                    self.health, limits.health_address, reuse_port=limits.reuse_port
+                )
+                log.info("health-only (plaintext) port on %s", self.health_address)
+        except BaseException:
+            await self.stop(0)  # nothing half-started is left behind (no "Event loop is closed")
+            raise
         self._spawn(self.calls.watch_idle())
         await self.health.set(health.OVERALL_HEALTH, SERVING)
         for plugin in self.plugins:
@@ -173,9 +206,18 @@ class Server:
             if interval is not None:
                 self._spawn(self._poll_repository(interval))
 
-    async def _load(self, model: ServedModel, *, fatal: bool) -> None:
+    async def _in_loader(self, model: ServedModel, directory: Path | None = None) -> Model:
+        """``model.load(directory)`` in the loader thread."""
+        self._loading.add(model.name)
         try:
-            loaded = await asyncio.to_thread(model.load)
+            return await asyncio.get_running_loop().run_in_executor(self._loader, model.load, directory)
+        finally:
+            self._loading.discard(model.name)
+
+    async def _load(self, model: ServedModel, *, fatal: bool) -> None:
+        log.info("loading model %r (%s)", model.name, model.owner)
+        try:
+            loaded = await self._in_loader(model)
         except StreamserveError as exc:
             if fatal:
                 raise
@@ -213,7 +255,7 @@ class Server:
             if attempt in self._rejected:
                 return False
             try:
-                loaded = await asyncio.to_thread(model.load, directory)
+                loaded = await self._in_loader(model, directory)
             except StreamserveError as exc:
                 self._rejected.add(attempt)
                 self.metrics.load_failures.labels(model.name).inc()
@@ -268,6 +310,14 @@ class Server:
                 await self.health.set(model_health_name(name), SERVING)
         log.info("model %r is SERVING version %s (%s)", served.name, model.version or "-", model.path)
 
+    def _serve_metrics(self, address: str) -> int:
+        try:
+            return self.metrics.serve(address)
+        except OSError as exc:  # taken between the check and the bind, or another bind error
+            if exc.errno == errno.EADDRINUSE:
+                raise AddressInUse("metrics.address", address) from None
+            raise StreamserveError(f"metrics.address: cannot listen on {address}: {exc.strerror}") from exc
+
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(work)
         self._tasks.add(task)
@@ -281,6 +331,11 @@ class Server:
             grace = self.config.server.shutdown_grace_seconds
         for task in list(self._tasks):
             task.cancel()
+        if self._loading:
+            log.info("abandoning the load of model(s) %s: the server is stopping",
+                     ", ".join(repr(name) for name in sorted(self._loading)))
+        # A load in progress cannot be interrupted; its thread is left to the process's exit.
+        self._loader.shutdown(wait=False, cancel_futures=True)
         await self.health.enter_graceful_shutdown()
         if self._server is not None:
             # grpc refuses new calls from now on; its own deadline is only a backstop for ours.
@@ -325,6 +380,14 @@ def _connection_age_options(limits: ServerConfig) -> list[tuple[str, int]]:
             ("grpc.max_connection_age_grace_ms", round(limits.max_connection_age_grace_seconds * 1000))
         )
     return options
+
+
+def _receive_backstop(limits: ServerConfig) -> int:
+    """gRPC's own cap on request size: twice ``max_receive_message_bytes``, so a message over the
+    limit reaches the core, which refuses it with RESOURCE_EXHAUSTED naming the limit and counts it.
+    Only a message over twice the limit is cut off by gRPC (the client still gets
+    RESOURCE_EXHAUSTED; the server sees the call cancelled)."""
+    return min(2 * limits.max_receive_message_bytes, 2**31 - 1)
 
 
 def _queued_rows(model: ServedModel) -> int:
