@@ -175,7 +175,7 @@ def start_mlserver(workdir: Path, model_dir: Path, peer_python: Path) -> Peer:
         "inputs": [{"name": "window", "datatype": "FP32", "shape": [-1, 32]}],
         "outputs": [{"name": "score", "datatype": "FP32", "shape": [-1]}],
     }))
-    mlserver = peer_python.parent / "mlserver"
+    mlserver = peer_python.absolute().parent / "mlserver"  # not resolve(): a venv's python is a link
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
     return _spawn("mlserver", [str(mlserver), "start", str(folder)], workdir, f"127.0.0.1:{grpc_port}",
                   cwd=folder, env=env)
