@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 CONFIG ?= configs/server.yaml
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint protos protos-check bench bench-quick clean help
+.PHONY: run test lint protos protos-check bench bench-quick bench-peer clean help
 
 help:
 	@echo "make run     set up .venv and serve $(CONFIG) (STREAMSERVE_ADDRESS=HOST:PORT to move it)"
@@ -13,6 +13,7 @@ help:
 	@echo "make lint    ruff and mypy"
 	@echo "make protos  regenerate Python code from protos/*.proto"
 	@echo "make bench   the benchmark harness: echo, naive, streamserve (docs/performance.md; ~11 min)"
+	@echo "make bench-peer  streamserve vs MLServer on a user's SavedModel (own venv .venv-peer; ~5 min)"
 	@echo "make nab     score the anomaly detector on ../shared/data/nab over gRPC (docs/anomaly.md)"
 
 # The virtualenv is rebuilt when a dependency list changes.
@@ -49,8 +50,23 @@ bench: $(STAMP)
 bench-quick: $(STAMP)
 	$(BIN)/python -m benchmarks.run --quick
 
+# streamserve against Seldon MLServer (docs/performance.md): MLServer lives in its own virtualenv (it
+# pins what ours cannot share), with the TensorFlow of ours. PEER_ARGS="--rounds 3 --duration 20" etc.
+PEER_VENV ?= .venv-peer
+MLSERVER_VERSION ?= 1.7.1
+PEER_ARGS ?= --rounds 2
+$(PEER_VENV)/.installed: $(STAMP) Makefile
+	$(PYTHON) -m venv $(PEER_VENV)
+	$(PEER_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(PEER_VENV)/bin/python -m pip install --quiet mlserver==$(MLSERVER_VERSION) \
+		tensorflow==$$($(BIN)/python -c 'from importlib.metadata import version; print(version("tensorflow"))')
+	@touch $@
+
+bench-peer: $(STAMP) $(PEER_VENV)/.installed
+	$(BIN)/python -m benchmarks.peer --peer-python $(PEER_VENV)/bin/python $(PEER_ARGS)
+
 clean:
-	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(PEER_VENV) build dist .pytest_cache .mypy_cache .ruff_cache
 
 # NAB: start a server with $(CONFIG) for the run, stream ../shared/data/nab through it, print NAB scores.
 NAB_DATA ?= ../shared/data/nab

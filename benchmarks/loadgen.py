@@ -61,6 +61,9 @@ class Job:
     """``native`` (the anomaly service), ``oip-unary`` (ModelInfer) or ``oip-stream`` (ModelStreamInfer)."""
     model: str = "anomaly"
     """The model an OIP request names."""
+    stream_response: str = "ModelStreamInferResponse"
+    """The message a ModelStreamInfer stream answers with: Triton's (and streamserve's)
+    ``ModelStreamInferResponse``, or a bare ``ModelInferResponse`` (MLServer's)."""
 
 
 @dataclass
@@ -278,9 +281,10 @@ async def _timed(conn: Connection, job: Job) -> None:
             from benchmarks import oip_source
 
             metadata = await oip_source.load(channel, job.model)
-            sources = [oip_source.OipSource(stream, metadata) for stream in job.streams]
-            open_call = (oip_source.unary_call if job.protocol == "oip-unary"
-                         else oip_source.stream_call)(channel)
+            ids = job.protocol == "oip-unary" or job.stream_response == "ModelStreamInferResponse"
+            sources = [oip_source.OipSource(stream, metadata, ids=ids) for stream in job.streams]
+            open_call = (oip_source.unary_call(channel) if job.protocol == "oip-unary"
+                         else oip_source.stream_call(channel, job.stream_response))
         conn.send(("ready",))
         _, t0, t1, t2 = await _recv(conn)
         stats = _Stats(t1=t1, t2=t2)

@@ -56,19 +56,22 @@ class Target(Protocol):
 def run_timed(
     pool: ClientPool, server: Target, scenario: Scenario, timing: Timing,
     profile: Path | None = None, *, gil: bool = False, model: str = "anomaly",
+    stream_response: str = "ModelStreamInferResponse",
 ) -> dict[str, Any]:
     """Load ``server`` for warm-up + duration seconds; messages, latency, CPU and peak RSS.
 
     :param profile: record the server with py-spy during the measured window into this file
         (``gil``: only samples of the thread holding the GIL).
     :param model: the model an OIP scenario's requests name.
+    :param stream_response: what the server's ModelStreamInfer answers with (see ``loadgen.Job``).
     """
     pid = server.pid
     workers = pool.take(scenario.clients, scenario.streams)
     shares = split(list(range(scenario.streams)), len(workers))
     for worker, share in zip(workers, shares, strict=True):
         worker.send("timed", Job(server.address, share, scenario.inflight, scenario.points,
-                                 protocol=scenario.protocol, model=model))
+                                 protocol=scenario.protocol, model=model,
+                                 stream_response=stream_response))
     for worker in workers:
         worker.expect("ready", _READY_TIMEOUT)
     peak_reset = pid is not None and reset_peak_rss(pid)

@@ -155,3 +155,57 @@ def test_the_naive_baseline_scores_alike_through_either_model_call(
         scores[kind] = np.array([a.score for a in answers])
     assert scores["naive"].max() > 0
     np.testing.assert_allclose(scores["naive-session"], scores["naive"], rtol=1e-5, atol=1e-6)
+
+
+# make bench-peer's harness: its own code path, against streamserve alone (no MLServer here) ------
+
+
+@pytest.mark.e2e
+def test_peer_harness_runs_its_scenarios_against_streamserve(tmp_path: Path) -> None:
+    """``benchmarks.peer --quick``: the user's model built (a tf.Module wrapping Keras), served by
+    the oip plugin, every scenario answered in full, the report written; the model takes the
+    session (the fast path the issue-13 shape used to miss)."""
+    from benchmarks.peer import SCENARIOS
+
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.peer", "--quick", "--rounds", "1", "--servers", "streamserve",
+         "--out", str(tmp_path)],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, f"exit {done.returncode}\n{done.stdout}\n{done.stderr[-4000:]}"
+    (json_file,), (md_file,) = tmp_path.glob("peer-*.json"), tmp_path.glob("peer-*.md")
+    result = json.loads(json_file.read_text())
+    assert result["streamserve_runner"] == "session"
+    assert sorted(r["scenario"] for r in result["runs"]) == sorted(SCENARIOS)
+    for run in result["runs"]:
+        assert run["server"] == "streamserve" and run["ok"], run
+        assert run["sent"] == run["received"] > 0 and run["mismatched"] == 0
+    for name, row in result["summary"].items():
+        ours = row["streamserve"]
+        assert ours["messages_per_s"] > 0 and ours["cpu_us_per_message"] > 0, name
+        assert "ratio" not in row  # no MLServer in this run: nothing to compare with
+    table = md_file.read_text()
+    assert table.count("\n| ") == 1 + len(SCENARIOS)  # header and one row per scenario
+
+
+def test_peer_summary_takes_medians_and_judges_the_goals() -> None:
+    from benchmarks.peer import summarise
+
+    def run(server: str, scenario: str, rate: float, p99: float, cpu: float) -> dict[str, Any]:
+        return {"server": server, "scenario": scenario, "ok": True, "messages_per_s": rate,
+                "p50_ms": p99 / 2, "p99_ms": p99, "server_cpu": cpu}
+
+    records = [
+        run("mlserver", "stream-64", 1000, 10.0, 0.5), run("mlserver", "stream-64", 3000, 30.0, 0.9),
+        run("streamserve", "stream-64", 5000, 4.0, 0.5), run("streamserve", "stream-64", 6000, 6.0, 0.6),
+        run("mlserver", "stream-1", 200, 8.0, 0.2), run("streamserve", "stream-1", 500, 4.0, 0.2),
+    ]
+    table = summarise(records, ["stream-64", "stream-1"], ["mlserver", "streamserve"])
+    row = table["stream-64"]
+    assert row["mlserver"]["messages_per_s"] == 2000 and row["streamserve"]["messages_per_s"] == 5500
+    assert row["mlserver"]["messages_per_s_range"] == [1000, 3000]
+    assert math.isclose(row["ratio"]["messages_per_s"], 2.75)
+    assert math.isclose(row["streamserve"]["cpu_us_per_message"], (100 + 100) / 2)
+    assert row["goal"] == {"what": "msg/s", "ratio": 2.5, "met": True}
+    assert math.isclose(table["stream-1"]["ratio"]["p99"], 0.5)
+    assert table["stream-1"]["goal"]["met"] is False  # p99 must be at most 0.35x

@@ -457,7 +457,7 @@ def test_plugins_command_reports_models_that_fail_to_load(
     assert main(["plugins", "--json", "--config", str(good)]) == 0
     (served,) = [row for row in json.loads(capsys.readouterr().out) if row["name"] == "anomaly"]
     assert served["model"] == {"enabled": True, "path": str(anomaly_model / "1"), "version": "1",
-                               "error": None}
+                               "error": None, "runner": "session", "runner_reason": ""}
 
     assert main(["plugins", "--config", str(bad)]) == 0
     assert f"FAILS TO LOAD: model directory {tmp_path}/gone does not exist" in capsys.readouterr().out

@@ -356,3 +356,25 @@ def test_a_model_with_a_vocabulary_asset_runs_through_a_session(tmp_path: Path) 
     assert model.runner == "session"
     ids = model.call({"words": np.array([b"banana", b"kiwi", b"cherry"], dtype=object)})["ids"]
     np.testing.assert_array_equal(ids, [1, -1, 2])
+
+
+def test_only_graphs_without_waiting_ops_run_on_the_callers_thread() -> None:
+    """A session callable runs a graph's ops on the caller's thread (cheaper for small models)
+    unless some op may wait for another op of the same step (queues, datasets, py_func...): on
+    one thread the op it waits for would never run."""
+    from tensorflow.core.framework import graph_pb2
+
+    from streamserve.runtime.model import _runs_in_caller_thread
+
+    graph = graph_pb2.GraphDef()
+    graph.node.add(name="x", op="Placeholder")
+    graph.node.add(name="y", op="MatMul")
+    graph.node.add(name="call", op="StatefulPartitionedCall")
+    body = graph.library.function.add()
+    body.node_def.add(name="relu", op="Relu")
+    assert _runs_in_caller_thread(graph)
+    body.node_def.add(name="take", op="QueueDequeueV2")
+    assert not _runs_in_caller_thread(graph)
+    graph.library.ClearField("function")
+    graph.node.add(name="py", op="EagerPyFunc")
+    assert not _runs_in_caller_thread(graph)

@@ -18,13 +18,16 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from streamserve import __version__
 from streamserve.config import ADDRESS_ENV, StreamserveConfig, check_address, load_config
 from streamserve.errors import StreamserveError
 from streamserve.logs import configure_logging
 from streamserve.plugins import DiscoveredPlugin, discover
+
+if TYPE_CHECKING:
+    from streamserve.serving.repository import ServedModel
 
 __all__ = ["main"]
 
@@ -187,17 +190,24 @@ def _model_status(
     server = Server(config, found, source=source)
     for plugin in server.plugins:
         if plugin.own is None:
-            status[plugin.spec.name] = {"enabled": True, "repository": server.repository.names()}
+            status[plugin.spec.name] = {
+                "enabled": True, "repository": server.repository.names(),
+                "models": {name: _load_status(served)
+                           for name, served in server.repository.public.items()},
+            }
             continue
-        try:
-            model = plugin.own.load()
-        except StreamserveError as exc:
-            status[plugin.spec.name] = {"enabled": True, "error": str(exc)}
-            continue
-        status[plugin.spec.name] = {
-            "enabled": True, "path": str(model.path), "version": model.version, "error": None,
-        }
+        status[plugin.spec.name] = {"enabled": True, **_load_status(plugin.own)}
     return status
+
+
+def _load_status(served: ServedModel) -> dict[str, Any]:
+    """Load one model as the server would: where from, and how it is called (or why it fails)."""
+    try:
+        model = served.load()
+    except StreamserveError as exc:
+        return {"error": str(exc)}
+    return {"path": str(model.path), "version": model.version, "error": None,
+            "runner": model.runner, "runner_reason": model.runner_reason}
 
 
 def _describe_model(model: dict[str, Any]) -> str:
@@ -205,10 +215,15 @@ def _describe_model(model: dict[str, Any]) -> str:
         return "disabled in the config"
     if "repository" in model:
         names = model["repository"]
-        return f"the model repository ({', '.join(names) if names else 'no models'})"
+        lines = [f"the model repository ({', '.join(names) if names else 'no models'})"]
+        lines += [f"    {name}: {_describe_model({'enabled': True, **one})}"
+                  for name, one in model.get("models", {}).items()]
+        return "\n".join(lines)
     if model["error"]:
         return f"FAILS TO LOAD: {model['error']}"
-    return f"ok, version {model['version'] or '-'} ({model['path']})"
+    runner = ("a TF session" if model["runner"] == "session"
+              else f"its tf.function, not a TF session: {model['runner_reason']}")
+    return f"ok, version {model['version'] or '-'} ({model['path']}), called through {runner}"
 
 
 def _describe_method(method: object) -> str:

@@ -75,6 +75,9 @@ class Model:
     """How calls reach TensorFlow: ``"session"``, a TF session callable made at load (the fast
     way, as TF Serving runs models), or ``"function"``, the restored tf.function (for a model a
     session cannot run, or runs differently)."""
+    runner_reason: str = ""
+    """Why a ``"function"`` model could not take the session (``""`` for a session model): shown
+    in the log, by ``streamserve plugins --config`` and in ``streamserve_model_runner``."""
     _owner: Any = field(default=None, repr=False)
     """The loaded SavedModel object: its variables must live as long as ``call``."""
 
@@ -163,18 +166,24 @@ def load_model(path: Path, signature: Signature | str, *, plugin: str) -> Model:
             raise ModelLoadError(f"warm-up call of {directory} failed: {exc}") from exc
         # A model served as it is may need real values (a lookup, a minimum length): its first
         # request pays the warm-up instead, through the function (nothing to check a session by).
-        log.warning("warm-up call of %s with zeros failed (%s); serving it unwarmed", directory, exc)
+        reason = (f"the warm-up call with zeros failed ({exc}): served unwarmed, and nothing "
+                  "checks a session's answers against the function's")
     else:
         session_call = _session_call(directory, name, served, _probe_rows(warmup), through_function)
-        if session_call is not None:
-            (call, owner), runner = session_call, "session"
+        if isinstance(session_call, str):
+            reason = session_call
+        else:
+            (call, owner), runner, reason = session_call, "session", ""
+    if reason:
+        log.warning("model %s is called through its tf.function, not a TF session (about 0.3 ms "
+                    "more CPU per model call): %s", directory, reason)
     log.info(
         "loaded model %s (version %s) for %r in %.1f s, called through a %s",
         directory, version or "-", plugin, time.perf_counter() - started,
         "TF session" if runner == "session" else "tf.function",
     )
     return Model(path=directory, version=version, signature=served, call=call, runner=runner,
-                 _owner=owner)
+                 runner_reason=reason, _owner=owner)
 
 
 def _session_call(
@@ -183,9 +192,9 @@ def _session_call(
     served: Signature,
     probe: Rows,
     function: Callable[[Rows], dict[str, npt.NDArray[Any]]],
-) -> tuple[Callable[[Rows], dict[str, npt.NDArray[Any]]], Any] | None:
-    """The signature as a callable of a TF session, as TF Serving runs SavedModels; None if the
-    model cannot run that way or answers ``probe`` differently from its tf.function.
+) -> tuple[Callable[[Rows], dict[str, npt.NDArray[Any]]], Any] | str:
+    """The signature as a callable of a TF session, as TF Serving runs SavedModels; or why not
+    (the model cannot run that way, or answers ``probe`` differently from its tf.function).
 
     Why: calling a restored tf.function from Python costs ~0.4-0.5 ms of CPU per call on this
     class of machine whatever the batch (argument flattening, eager tensor creation, function
@@ -213,6 +222,7 @@ def _session_call(
                 meta_graph = tf.compat.v1.saved_model.load(session, tags, str(directory))
         finally:
             tf_log.setLevel(level)
+        _restore_by_object_graph(tf, session, meta_graph, directory)
         definition = meta_graph.signature_def[name]
         inputs = [spec.name for spec in served.inputs]
         outputs = [spec.name for spec in served.outputs]
@@ -220,6 +230,12 @@ def _session_call(
             feed=[definition.inputs[key].name for key in inputs],
             fetch=[definition.outputs[key].name for key in outputs],
         )
+        if _runs_in_caller_thread(meta_graph.graph_def):
+            # The ops run one after another on the calling thread, kernels still use the intra-op
+            # pool: no hand-off to the inter-op pool per op, which halves what a small model's call
+            # costs (~32 -> ~16 µs for this class of model and machine; TF's RunOptions docs
+            # recommend it for simple graphs).
+            options.run_options.inter_op_thread_pool = -1
         run = session._make_callable_from_options(options)  # private in name: see the docstring
         kinds = {spec.name: spec.numpy_dtype for spec in served.inputs}
 
@@ -229,14 +245,89 @@ def _session_call(
 
         got, expected = call(probe), function(probe)
     except Exception as exc:  # any model TF's v1 loader cannot run: the function serves it
-        log.info("model %s runs through its tf.function (no session: %s)", directory, exc)
-        return None
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return f"a TF session cannot run it: {first}"
     for key, want in expected.items():
         if not _same(got[key], want):
-            log.warning("model %s: a TF session answers output %r differently from the "
-                        "tf.function; serving through the tf.function", directory, key)
-            return None
+            return (f"a TF session answers output {key!r} differently from the tf.function "
+                    "(a random or stateful op?)")
     return call, session
+
+
+_WAITING_OPS = ("Queue", "Barrier", "Dataset", "Iterator", "PyFunc", "Send", "Recv", "Collective",
+                "Notification", "Accumulator", "Stage", "Unstage", "MapPeek")
+"""Parts of op type names whose kernels may wait for another op of the same step: such a graph
+must keep the inter-op pool (on the caller's thread alone the op it waits for would never run)."""
+
+
+def _runs_in_caller_thread(graph_def: Any) -> bool:
+    """Whether every op of the graph and its functions can run on the calling thread alone."""
+    types = {node.op for node in graph_def.node}
+    for function in graph_def.library.function:
+        types.update(node.op for node in function.node_def)
+    return not any(part in op for op in types for part in _WAITING_OPS)
+
+
+def _restore_by_object_graph(tf: Any, session: Any, meta_graph: Any, directory: Path) -> None:
+    """Restore the variables the model's functions read that the v1 restore left unset.
+
+    Why: the v1 loader runs the graph's ``saver_def`` restore op, which writes the checkpoint into
+    the variables the *saver* saw. A TF2 SavedModel may capture other handles in its functions: a
+    Keras 3 variable is exported as a fresh ``tf.Variable`` (what the checkpoint saves) beside the
+    copy of its inner variable (what the functions read), so a ``tf.Module`` wrapping a Keras model
+    fails with "Could not find variable sequential/dense/kernel". ``tf.saved_model.load`` does not
+    go by graph names: it binds each function's captured inputs (``bound_inputs``) to nodes of the
+    object graph and restores each node from its own checkpoint key, as TensorFlow's C++
+    ``SavedModelV2Bundle`` does. This does the same for the session: the handle a function call
+    node captures -> its object-graph node -> that node's ``VARIABLE_VALUE`` key in the
+    checkpoint's object graph -> ``RestoreV2`` into the handle. Only uninitialised handles are
+    written, so TF1 models and fully restored TF2 models are left exactly as the v1 loader made them.
+    """
+    from tensorflow.core.protobuf import trackable_object_graph_pb2
+
+    objects = meta_graph.object_graph_def
+    bound = {key: list(f.bound_inputs) for key, f in objects.concrete_functions.items() if f.bound_inputs}
+    if not bound:  # a TF1 SavedModel (no object graph), or functions that capture nothing
+        return
+    captured: dict[str, int] = {}  # handle tensor name -> object graph node id
+    for node in meta_graph.graph_def.node:
+        ids = bound.get(node.attr["f"].func.name) if node.op.endswith("PartitionedCall") else None
+        if not ids:
+            continue
+        data = [tensor for tensor in node.input if not tensor.startswith("^")]
+        for tensor, node_id in zip(data[len(data) - len(ids):], ids, strict=True):
+            if objects.nodes[node_id].WhichOneof("kind") == "variable":
+                captured.setdefault(tensor if ":" in tensor else f"{tensor}:0", node_id)
+    if not captured:
+        return
+    graph = session.graph
+    handles = {tensor: graph.get_tensor_by_name(tensor) for tensor in captured}
+    with graph.as_default():
+        checks = [tf.raw_ops.VarIsInitializedOp(resource=h) for h in handles.values()]
+    unset = [t for t, ok in zip(handles, session.run(checks), strict=True) if not ok]
+    if not unset:
+        return
+    prefix = str(directory / "variables" / "variables")
+    reader = tf.train.load_checkpoint(prefix)
+    trackables = trackable_object_graph_pb2.TrackableObjectGraph()
+    trackables.ParseFromString(reader.get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"))
+    dtypes = reader.get_variable_to_dtype_map()
+    keys = {}
+    for tensor in unset:
+        attributes = trackables.nodes[captured[tensor]].attributes
+        key = next((a.checkpoint_key for a in attributes if a.name == "VARIABLE_VALUE"), None)
+        if key is None or key not in dtypes:
+            raise ValueError(f"variable {tensor} has no value in the checkpoint's object graph")
+        keys[tensor] = key
+    with graph.as_default():
+        values = tf.raw_ops.RestoreV2(
+            prefix=prefix, tensor_names=list(keys.values()), shape_and_slices=[""] * len(keys),
+            dtypes=[dtypes[key] for key in keys.values()],
+        )
+        assigns = [tf.raw_ops.AssignVariableOp(resource=handles[t], value=v)
+                   for t, v in zip(keys, values, strict=True)]
+    session.run(assigns)
+    log.debug("model %s: %d variable(s) restored through the object graph", directory, len(keys))
 
 
 def _same(have: npt.NDArray[Any], want: npt.NDArray[Any]) -> bool:

@@ -13,6 +13,7 @@ is a counter increment and a histogram observation.
     streamserve_queued_rows{model}                          rows waiting for the model now
     streamserve_model_info{model,version}                   1 for the model version being served
     streamserve_model_load_failures_total{model}            model loads (start-up or reload) that failed
+    streamserve_model_runner{model,runner,reason}           1: "session" (fast) or "function", and why
 """
 
 from __future__ import annotations
@@ -87,12 +88,19 @@ class Metrics:
             "streamserve_model_info", "1 for the version of each model being served.",
             ("model", "version"), registry=self.registry,
         )
+        self.model_runner = Gauge(
+            "streamserve_model_runner",
+            "1 for how each model is called: runner=\"session\" (a TF session callable, the fast "
+            "way) or \"function\" (its tf.function), with the reason it is not a session.",
+            ("model", "runner", "reason"), registry=self.registry,
+        )
         self.load_failures = Counter(
             "streamserve_model_load_failures", "Model loads (start-up or reload) that failed.",
             ("model",), registry=self.registry,
         )
         self._http: tuple[WSGIServer, threading.Thread] | None = None
         self._versions: dict[str, str] = {}
+        self._runners: dict[str, tuple[str, str]] = {}
 
     def method(self, service: str, method: str) -> MethodMetrics:
         return MethodMetrics(self, service, method)
@@ -100,7 +108,7 @@ class Metrics:
     def watch_queue(self, model: str, depth: Callable[[], float]) -> None:
         self.queued_rows.labels(model).set_function(depth)
 
-    def model_served(self, model: str, version: str) -> None:
+    def model_served(self, model: str, version: str, runner: str = "session", reason: str = "") -> None:
         """Only the version served now has a series: a dashboard sees the switch."""
         version = version or "-"
         previous = self._versions.get(model)
@@ -108,6 +116,11 @@ class Metrics:
             self.model_info.remove(model, previous)
         self._versions[model] = version
         self.model_info.labels(model, version).set(1)
+        was = self._runners.get(model)
+        if was is not None and was != (runner, reason):
+            self.model_runner.remove(model, *was)
+        self._runners[model] = (runner, reason)
+        self.model_runner.labels(model, runner, reason).set(1)
 
     def serve(self, address: str) -> int:
         """Start the ``/metrics`` HTTP endpoint; returns its port (useful with port 0)."""

@@ -301,7 +301,7 @@ class Server:
             served.batcher.swap(model.call, model.version, model.signature.outputs)
         served.model, served.load_error = model, None
         self.metrics.watch_queue(served.name, lambda: float(_queued_rows(served)))
-        self.metrics.model_served(served.name, model.version)
+        self.metrics.model_served(served.name, model.version, model.runner, model.runner_reason)
         for plugin in self.plugins:
             if plugin.own is served:
                 await self.health.set(plugin.service_name, SERVING)

@@ -64,11 +64,22 @@ RAW_ONLY = frozenset(DTYPE_NAMES) - frozenset(TYPED_FIELDS)
 def datatype_of(dtype: str | np.dtype[Any]) -> str | None:
     """The OIP datatype of a signature dtype name or a NumPy dtype; None if the protocol has none
     (complex numbers, TensorFlow resources and variants)."""
+    known = _BY_DTYPE.get(dtype) if isinstance(dtype, np.dtype) else None
+    if known is not None:  # the common dtypes, without building dtype.name on every response
+        return known
     if isinstance(dtype, np.dtype):
         if dtype.kind in "OSU":  # objects (TensorFlow hands strings out as bytes objects), bytes, str
             return "BYTES"
         dtype = dtype.name
     return _DATATYPES.get(dtype)
+
+
+_BY_DTYPE: dict[np.dtype[Any], str] = {
+    np.dtype(name): datatype for datatype, name in DTYPE_NAMES.items()
+    if name not in ("string", "bfloat16")
+}
+"""The native-endian NumPy dtypes -> their datatype: one dict lookup per output array."""
+_NUMPY: dict[str, np.dtype[Any]] = {datatype: dtype for dtype, datatype in _BY_DTYPE.items()}
 
 
 def config_data_type(datatype: str | None) -> str:
@@ -81,6 +92,9 @@ def config_data_type(datatype: str | None) -> str:
 
 def numpy_dtype(datatype: str) -> np.dtype[Any]:
     """The NumPy dtype that holds ``datatype``'s elements (object for BYTES)."""
+    known = _NUMPY.get(datatype)
+    if known is not None:
+        return known
     name = DTYPE_NAMES[datatype]
     if name == "string":
         return np.dtype(object)

@@ -12,6 +12,7 @@ names), or an output is a 16-bit float, which has no typed field; otherwise type
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy.typing as npt
@@ -26,9 +27,15 @@ __all__ = ["postprocess", "postprocess_stream", "preprocess", "stream_error"]
 
 
 def preprocess(request: Any, models: Models) -> Infer:
-    """A ``ModelInferRequest`` -> the rows for the model it names."""
+    """A ``ModelInferRequest`` -> the rows for the model it names.
+
+    The model itself (NOT_FOUND, UNAVAILABLE) and the rows against its signature are the core's
+    checks, when it routes the rows; only requested outputs need the model's signature here."""
     if not request.model_name:
         raise InvalidArgument("model_name", "is empty: name the model to run")
+    if not request.outputs:
+        return Infer(model=request.model_name, rows=decode_inputs(request),
+                     version=request.model_version)
     info = models.get(request.model_name, request.model_version)  # NotFound: unknown model/version
     rows = decode_inputs(request)
     _check_requested_outputs(request, info)
@@ -37,25 +44,32 @@ def preprocess(request: Any, models: Models) -> Infer:
 
 def postprocess(outputs: Outputs, request: Any, models: Models) -> Any:
     """The model's outputs for the request -> its ``ModelInferResponse``."""
-    arrays = _selected(outputs, request)
-    raw = _wants_raw(request, arrays)
-    response = pb2.ModelInferResponse(
-        model_name=request.model_name, model_version=outputs.model_version, id=request.id
-    )
-    for name, array in arrays.items():
-        contents = encode_output(response.outputs.add(name=name), array, raw=raw)
-        if contents is not None:
-            response.raw_output_contents.append(contents)
+    response = pb2.ModelInferResponse()
+    _fill(response, outputs, request)
     return response
 
 
 def postprocess_stream(outputs: Outputs, request: Any, models: Models) -> Any:
     """As :func:`postprocess`, wrapped for the stream; an error here is reported in-band too."""
+    message = pb2.ModelStreamInferResponse()
     try:
-        response = postprocess(outputs, request, models)
+        _fill(message.infer_response, outputs, request)  # in place: no copy of the response
     except StreamserveError as exc:
         return stream_error(exc, request, models)
-    return pb2.ModelStreamInferResponse(infer_response=response)
+    return message
+
+
+def _fill(response: Any, outputs: Outputs, request: Any) -> None:
+    """Fill an empty ``ModelInferResponse`` with the outputs the request asks for."""
+    response.model_name = request.model_name
+    response.model_version = outputs.model_version
+    response.id = request.id
+    arrays = _selected(outputs, request)
+    raw = _wants_raw(request, arrays)
+    for name, array in arrays.items():
+        contents = encode_output(response.outputs.add(name=name), array, raw=raw)
+        if contents is not None:
+            response.raw_output_contents.append(contents)
 
 
 def stream_error(error: Exception, request: Any, models: Models) -> Any:
@@ -86,15 +100,18 @@ def _check_requested_outputs(request: Any, info: ModelInfo) -> None:
                                         "supported; outputs come back in the response")
 
 
-def _selected(outputs: Outputs, request: Any) -> dict[str, npt.NDArray[Any]]:
+def _selected(outputs: Outputs, request: Any) -> Mapping[str, npt.NDArray[Any]]:
     """The outputs the request asks for (all, if it names none), in the order it names them."""
-    names = [output.name for output in request.outputs] or list(outputs)
-    return {name: outputs[name] for name in names}
+    if not request.outputs:
+        return outputs
+    return {output.name: outputs[output.name] for output in request.outputs}
 
 
-def _wants_raw(request: Any, arrays: dict[str, npt.NDArray[Any]]) -> bool:
+def _wants_raw(request: Any, arrays: Mapping[str, npt.NDArray[Any]]) -> bool:
     if any(datatype_of(array.dtype) in RAW_ONLY for array in arrays.values()):
         return True
+    if not request.parameters and not request.outputs:  # the common case: as the inputs came
+        return bool(request.raw_input_contents)
     if "binary_data_output" in request.parameters:
         return bool(request.parameters["binary_data_output"].bool_param)
     asked = [output.parameters["binary_data"].bool_param for output in request.outputs

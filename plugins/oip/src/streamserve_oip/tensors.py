@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import struct
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,6 +27,9 @@ __all__ = ["decode_inputs", "encode_output"]
 
 _LENGTH = struct.Struct("<I")
 """The length prefix of each element of a raw BYTES tensor."""
+
+_LITTLE = sys.byteorder == "little"
+"""Raw contents are little-endian: on a little-endian machine NumPy's native bytes are the wire's."""
 
 _UNSUPPORTED_PARAMETERS = ("shared_memory_region", "shared_memory_byte_size", "shared_memory_offset")
 
@@ -46,15 +50,15 @@ def decode_inputs(request: Any) -> dict[str, npt.NDArray[Any]]:
             raise InvalidArgument(name, "has no name")
         if tensor.name in arrays:
             raise InvalidArgument(name, "is given twice")
-        for parameter in _UNSUPPORTED_PARAMETERS:
-            if parameter in tensor.parameters:
-                raise InvalidArgument(name, f"parameter {parameter!r}: shared memory is not supported; "
-                                            "send the tensor's contents in the request")
+        if tensor.parameters:
+            for parameter in _UNSUPPORTED_PARAMETERS:
+                if parameter in tensor.parameters:
+                    raise InvalidArgument(name, f"parameter {parameter!r}: shared memory is not "
+                                                "supported; send the tensor's contents in the request")
         shape = _shape(name, tensor.shape)
         datatype = _datatype(name, tensor.datatype)
-        typed = tensor.contents.ListFields()
         if raw:
-            if typed:
+            if tensor.HasField("contents") and tensor.contents.ListFields():
                 raise InvalidArgument(
                     name, "has contents while the request has raw_input_contents; use one or the "
                           "other for every input"
@@ -79,6 +83,8 @@ def encode_output(
     tensor.datatype = datatype
     tensor.shape.extend(array.shape)
     if raw:
+        if _LITTLE and datatype != "BYTES" and array.dtype.isnative:
+            return array.tobytes()  # C order, native (= little-endian) bytes
         return _to_raw(datatype, array)
     if datatype in RAW_ONLY:  # callers choose raw for a response with such an output
         raise AssertionError(f"{datatype} output {tensor.name!r} needs raw contents")
@@ -156,8 +162,10 @@ def _from_raw(name: str, datatype: str, shape: tuple[int, ...], raw: bytes) -> n
             name, f"shape {list(shape)} of {datatype} needs {count * dtype.itemsize} bytes of raw "
                   f"contents, got {len(raw)}"
         )
-    # The wire is little-endian whatever this machine is; astype is a no-op on little-endian ones.
-    return np.frombuffer(raw, dtype=dtype.newbyteorder("<")).astype(dtype, copy=False).reshape(shape)
+    if _LITTLE:
+        return np.frombuffer(raw, dtype=dtype).reshape(shape)
+    # The wire is little-endian whatever this machine is.
+    return np.frombuffer(raw, dtype=dtype.newbyteorder("<")).astype(dtype).reshape(shape)
 
 
 def _bytes_from_raw(name: str, raw: bytes, count: int) -> npt.NDArray[Any]:
