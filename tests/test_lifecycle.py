@@ -456,7 +456,7 @@ def test_plugins_command_reports_models_that_fail_to_load(
     assert served["model"] == {"enabled": True, "path": str(anomaly_model / "1"), "version": "1",
                                "error": None}
 
-    assert main(["plugins", "--config", str(bad)]) == 0
+    assert main(["plugins", "--config", str(bad)]) == 1  # `serve` would not start: scripts see it
     assert f"FAILS TO LOAD: model directory {tmp_path}/gone does not exist" in capsys.readouterr().out
 
 

@@ -25,6 +25,7 @@ from streamserve.config import ADDRESS_ENV, StreamserveConfig, check_address, lo
 from streamserve.errors import StreamserveError
 from streamserve.logs import configure_logging
 from streamserve.plugins import DiscoveredPlugin, discover
+from streamserve.serving.plugin import not_configured
 
 __all__ = ["main"]
 
@@ -66,8 +67,11 @@ def _parser() -> argparse.ArgumentParser:
 
     config = commands.add_parser("config", help="check a config file, or print its JSON Schema")
     config_commands = config.add_subparsers(required=True, metavar="ACTION")
-    check = config_commands.add_parser("check", help="validate a config file and its plugins")
+    check = config_commands.add_parser(
+        "check", help="will `serve` start? every problem of a config file and its plugins, at once")
     check.add_argument("file", type=Path)
+    check.add_argument("--models", action="store_true",
+                       help="also load each model and check its signature, as `serve` does (slow)")
     check.set_defaults(run=_config_check)
     schema = config_commands.add_parser("schema", help="print the config's JSON Schema")
     schema.set_defaults(run=_config_schema)
@@ -154,22 +158,31 @@ def _plugins(args: argparse.Namespace) -> int:
         }
         for d in found
     ]
+    config = StreamserveConfig() if args.config is None else _load(args.config)
+    for row, plugin in zip(rows, found, strict=True):
+        row["status"] = not_configured(plugin.spec, config) or (
+            "enabled" if config.plugin(plugin.spec.name).enabled else "disabled in the config")
     if args.config is not None:
-        models = _model_status(_load(args.config), found, str(args.config))
+        models = _model_status(config, found, str(args.config))
         for row in rows:
             row["model"] = models.get(row["name"], {"enabled": False})
+    failed = [row["name"] for row in rows if row.get("model", {}).get("error")]
     if args.json:
         print(json.dumps(rows, indent=2))
-        return 0
-    if not rows:
-        print("no plugins installed (entry-point group streamserve.plugins)")
-    for row in rows:
-        print(f"{row['name']}  ({row['distribution']} {row['version']})")
-        print(f"  service  {row['service']}")
-        for method in row["methods"]:
-            print(f"  method   {method}")
-        if "model" in row:
-            print(f"  model    {_describe_model(row['model'])}")
+    else:
+        if not rows:
+            print("no plugins installed (entry-point group streamserve.plugins)")
+        for row in rows:
+            print(f"{row['name']}  ({row['distribution']} {row['version']})")
+            print(f"  service  {row['service']}")
+            for method in row["methods"]:
+                print(f"  method   {method}")
+            print(f"  status   {row['status']}")
+            if "model" in row and row["status"] == "enabled":
+                print(f"  model    {_describe_model(row['model'])}")
+    if failed:  # `serve` would not start: say so in the exit code too, for scripts and CI
+        print(f"streamserve: {', '.join(failed)}: model fails to load", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -217,12 +230,21 @@ def _describe_method(method: object) -> str:
 
 
 def _config_check(args: argparse.Namespace) -> int:
-    from streamserve.serving import Server
+    from streamserve.checks import check_config
 
-    config = _load(args.file)
-    server = Server(config, discover(), source=str(args.file))  # checks plugin sections too
-    print(f"{args.file}: OK; serves {', '.join(p.spec.name for p in server.plugins) or 'nothing'}"
-          f" on {config.server.address}")
+    checked = check_config(args.file, discover(), models=args.models)
+    for problem in sorted(checked.problems, key=lambda p: p.line or 0):  # in file order
+        print(problem, file=sys.stderr)
+    if checked.problems:
+        count = len(checked.problems)
+        print(f"streamserve: {count} problem{'s' if count > 1 else ''}: `serve` would not start",
+              file=sys.stderr)
+        return 2
+    assert checked.config is not None
+    print(f"{args.file}: OK; serves {', '.join(checked.served) or 'nothing'}"
+          f" on {checked.config.server.address}")
+    for name, reason in checked.not_configured.items():
+        print(f"  {name}: {reason}")
     return 0
 
 

@@ -23,7 +23,7 @@ from streamserve.runtime import Batcher, Model, resolve_version, use_threads
 from streamserve.serving.calls import Calls
 from streamserve.serving.handlers import service_handler
 from streamserve.serving.metrics import Metrics
-from streamserve.serving.plugin import ServedPlugin
+from streamserve.serving.plugin import ServedPlugin, not_configured
 from streamserve.serving.reflection import enable_reflection
 from streamserve.serving.repository import Repository, ServedModel
 from streamserve.serving.security import TransportSecurity, serve_health_only
@@ -54,6 +54,12 @@ class Server:
                 f"{source}: plugins.{unknown[0]}: no installed plugin has this name "
                 f"(installed: {', '.join(sorted(by_name)) or 'none'}; see `streamserve plugins`)"
             )
+        self.not_configured = {
+            d.spec.name: reason for d in discovered if (reason := not_configured(d.spec, config))
+        }
+        """Installed plugins left out because the config does not say what they should serve."""
+        for name, reason in self.not_configured.items():
+            log.info("plugin %r is %s", name, reason)
         self.plugins = [
             ServedPlugin(
                 spec=d.spec,
@@ -62,7 +68,7 @@ class Server:
                 distribution=d.distribution,
             )
             for d in discovered
-            if config.plugin(d.spec.name).enabled
+            if config.plugin(d.spec.name).enabled and d.spec.name not in self.not_configured
         ]
         services = [p.service_name for p in self.plugins]
         if len(set(services)) != len(services):
