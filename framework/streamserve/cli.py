@@ -54,6 +54,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--address", help=f"HOST:PORT to listen on; overrides the config and ${ADDRESS_ENV}"
     )
+    serve.add_argument(
+        "--ready-file", type=Path, metavar="PATH",
+        help="once the models are loaded, write one JSON line here: the address and what is "
+        "SERVING (for scripts and tests; see streamserve.testing.serve_subprocess)",
+    )
     serve.set_defaults(run=_serve)
 
     plugins = commands.add_parser("plugins", help="list installed plugins")
@@ -95,11 +100,13 @@ def _load(path: Path, address: str | None = None) -> StreamserveConfig:
 
 def _serve(args: argparse.Namespace) -> int:
     config = _load(args.config, args.address)
-    # TensorFlow's C++ INFO lines (CPU features, oneDNN) are noise in a server log; warnings stay.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+    # TensorFlow's C++ log is quiet unless asked for (TF_CPP_MIN_LOG_LEVEL=0 brings it back): on a
+    # machine without a GPU it reports "failed call to cuInit: CUDA error" as an error, which it is
+    # not for a CPU server; real failures reach us as Python exceptions. Read at TF's import.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     configure_logging(config.log_level, config.log_format)
     discovered = discover()
-    code = asyncio.run(_run_server(config, discovered, str(args.config)))
+    code = asyncio.run(_run_server(config, discovered, str(args.config), args.ready_file))
     # Everything is answered and closed. Skip the interpreter's teardown: unloading TensorFlow's
     # modules and threads takes seconds, which orchestrators count against the shutdown grace.
     logging.shutdown()
@@ -109,11 +116,20 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 async def _run_server(
-    config: StreamserveConfig, discovered: list[DiscoveredPlugin], source: str
+    config: StreamserveConfig, discovered: list[DiscoveredPlugin], source: str,
+    ready_file: Path | None = None,
 ) -> int:
     from streamserve.serving import Server  # grpc server pieces; not needed by other commands
+    from streamserve.serving.ready import ready_line, write_ready_file
 
     server = Server(config, discovered, source=source)
+
+    async def load() -> None:
+        await server.load_models()
+        log.info("%s", ready_line(server))
+        if ready_file is not None:
+            write_ready_file(ready_file, server)
+
     await server.start()
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
@@ -128,7 +144,7 @@ async def _run_server(
         task.add_done_callback(reloads.discard)
 
     loop.add_signal_handler(signal.SIGHUP, reload)
-    loading = asyncio.create_task(server.load_models())
+    loading = asyncio.create_task(load())
     stop_wait = asyncio.create_task(stopping.wait())
     await asyncio.wait({loading, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
     if loading.done() and loading.exception() is not None:
