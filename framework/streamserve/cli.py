@@ -5,6 +5,8 @@
     streamserve config check FILE
     streamserve config schema
     streamserve config reference
+    streamserve inspect MODEL_DIR
+    streamserve new-plugin NAME --dir DIR
 """
 
 from __future__ import annotations
@@ -69,6 +71,19 @@ def _parser() -> argparse.ArgumentParser:
         "loads (loads every model: slow)",
     )
     plugins.set_defaults(run=_plugins)
+
+    inspect = commands.add_parser(
+        "inspect", help="a SavedModel's signatures, and the Signature(...) a plugin declares for it")
+    inspect.add_argument("model_dir", type=Path, metavar="MODEL_DIR",
+                         help="a SavedModel directory, or a folder of numbered versions")
+    inspect.set_defaults(run=_inspect)
+
+    new_plugin = commands.add_parser(
+        "new-plugin", help="write a complete, working plugin package to start from")
+    new_plugin.add_argument("name", help="the plugin's name (a Python identifier, e.g. forecast)")
+    new_plugin.add_argument("--dir", type=Path, required=True,
+                            help="where to write it (must not exist, or be empty)")
+    new_plugin.set_defaults(run=_new_plugin)
 
     config = commands.add_parser("config", help="check a config file, or print its JSON Schema")
     config_commands = config.add_subparsers(required=True, metavar="ACTION")
@@ -261,6 +276,23 @@ def _config_check(args: argparse.Namespace) -> int:
           f" on {checked.config.server.address}")
     for name, reason in checked.not_configured.items():
         print(f"  {name}: {reason}")
+    return 0
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # as `serve`: TF's C++ log only if asked
+    from streamserve.inspect_model import describe
+
+    print(describe(args.model_dir))
+    return 0
+
+
+def _new_plugin(args: argparse.Namespace) -> int:
+    from streamserve.scaffold import write_plugin
+
+    written = write_plugin(args.name, args.dir)
+    print(f"wrote plugin {args.name!r} to {args.dir} ({len(written)} files); next:")
+    print(f"  cd {args.dir} && cat README.md")
     return 0
 
 
