@@ -65,8 +65,8 @@ def write_plugin(name: str, directory: Path) -> list[Path]:
     try:
         from grpc_tools import protoc
     except ImportError:
-        raise StreamserveError("new-plugin generates the code of the .proto with grpcio-tools: "
-                               "pip install grpcio-tools (`make dev` has it)") from None
+        raise StreamserveError("new-plugin generates the code of the .proto with grpcio-tools, "
+                               "a dependency of streamserve: pip install grpcio-tools") from None
     if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
         raise StreamserveError(f"{directory} exists and is not an empty folder: choose a new one")
     written = []
