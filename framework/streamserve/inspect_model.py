@@ -10,16 +10,12 @@ The signatures are read from ``saved_model.pb`` itself: nothing of the model run
 
 from __future__ import annotations
 
-import os
-import re
-import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from streamserve.errors import ModelLoadError
 from streamserve.runtime import resolve_version
+from streamserve.runtime.tfimport import import_tensorflow
 
 __all__ = ["SignatureInfo", "TensorInfo", "describe", "read_signatures", "signature_code"]
 
@@ -50,7 +46,7 @@ class SignatureInfo:
 def read_signatures(path: Path) -> tuple[Path, str, list[SignatureInfo]]:
     """The SavedModel at ``path`` (or its newest numbered version): directory, version, signatures."""
     directory, version = resolve_version(path)
-    tf = _import_tensorflow()  # for its protobuf definitions and dtype names
+    tf = import_tensorflow()  # for its protobuf definitions and dtype names
     from tensorflow.core.protobuf import saved_model_pb2
 
     saved = saved_model_pb2.SavedModel()
@@ -76,33 +72,6 @@ def read_signatures(path: Path) -> tuple[Path, str, list[SignatureInfo]]:
                                                  tensors(definition.outputs))
     ordered = sorted(signatures.values(), key=lambda s: (s.name != "serving_default", s.name))
     return directory, version, ordered
-
-
-def _import_tensorflow() -> Any:
-    """``import tensorflow``, without the INFO lines its native code prints to stderr on import
-    whatever TF_CPP_MIN_LOG_LEVEL says (tensorflow#100442): the command's output is the answer.
-    Whatever else was printed meanwhile (an import error's own message) is passed on."""
-    if "tensorflow" in sys.modules or os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3") != "3":
-        import tensorflow
-
-        return tensorflow
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as captured:
-        os.dup2(captured.fileno(), 2)
-        try:
-            import tensorflow
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            captured.seek(0)
-            for line in captured.read().decode(errors="replace").splitlines(keepends=True):
-                if not _IMPORT_NOISE.match(line):
-                    sys.stderr.write(line)
-    return tensorflow
-
-
-_IMPORT_NOISE = re.compile(r"I\d{4} |WARNING: All log messages before absl::InitializeLog\(\)")
 
 
 def signature_code(signature: SignatureInfo) -> str:

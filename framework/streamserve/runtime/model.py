@@ -52,9 +52,9 @@ def use_threads(intra_op: int, inter_op: int) -> None:
 def prepare_tensorflow() -> None:
     """Import TensorFlow and size its thread pools now: before a plugin's ``default_model()`` runs
     TensorFlow (training its model), after which the pools could no longer be sized."""
-    import tensorflow as tf
+    from streamserve.runtime.tfimport import import_tensorflow
 
-    _apply_threads(tf)
+    _apply_threads(import_tensorflow())
 
 
 def _apply_threads(tf: Any) -> None:
