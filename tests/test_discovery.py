@@ -402,3 +402,26 @@ def test_cli_config_check_names_the_file_and_line_of_a_yaml_syntax_error(
     err = capsys.readouterr().err
     assert err.startswith(f"{config}:5: not valid YAML at line 5, column 1: ")
     assert "<unicode string>" not in err
+
+
+@pytest.mark.usefixtures("no_address_env")
+def test_cli_config_check_with_models_loads_each_model_and_checks_its_signature(
+    site: FakeSite, tmp_path: Path, anomaly_model: Path, scaler_model: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The model exists (so the quick check passes) but is the anomaly model, not the scaler's:
+    only loading it, as `serve` would, finds the mismatch."""
+    install_plugin(site, "streamserve-scaler", plugin_source())
+    config = tmp_path / "server.yaml"
+    config.write_text(f"plugins:\n  scaler:\n    model_path: {anomaly_model}\n"
+                      "  anomaly:\n    enabled: false\n")
+    assert main(["config", "check", str(config)]) == 0
+    capsys.readouterr()
+
+    assert main(["config", "check", "--models", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "plugin 'scaler'" in err and "does not match the plugin's" in err
+
+    config.write_text(f"plugins:\n  scaler:\n    model_path: {scaler_model}\n"
+                      "  anomaly:\n    enabled: false\n")
+    assert main(["config", "check", "--models", str(config)]) == 0

@@ -128,8 +128,11 @@ def check_config(
             try:
                 model.load()
             except StreamserveError as exc:
-                owner = model.owner if model.owner != "model_repository" else f"model {model.name!r}"
-                problems.append(Problem(file, None, "", f"{owner}: {exc}"))
+                if model.owner in config.plugins or any(p.spec.name == model.owner
+                                                        for p in server.plugins):
+                    add(("plugins", model.owner), str(exc))
+                else:
+                    add(("model_repository", "models", model.name), f"model {model.name!r}: {exc}")
     return result(config, [p.spec.name for p in server.plugins], server.not_configured)
 
 

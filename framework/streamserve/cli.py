@@ -36,6 +36,10 @@ log = logging.getLogger("streamserve")
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # TensorFlow's C++ log is quiet unless asked for (TF_CPP_MIN_LOG_LEVEL=0 brings it back): on a
+    # machine without a GPU it reports "failed call to cuInit: CUDA error" as an error, which it is
+    # not for a CPU server; real failures reach us as Python exceptions. Read at TF's import.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
         code: int = args.run(args)
         return code
@@ -115,10 +119,6 @@ def _load(path: Path, address: str | None = None) -> StreamserveConfig:
 
 def _serve(args: argparse.Namespace) -> int:
     config = _load(args.config, args.address)
-    # TensorFlow's C++ log is quiet unless asked for (TF_CPP_MIN_LOG_LEVEL=0 brings it back): on a
-    # machine without a GPU it reports "failed call to cuInit: CUDA error" as an error, which it is
-    # not for a CPU server; real failures reach us as Python exceptions. Read at TF's import.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     configure_logging(config.log_level, config.log_format)
     discovered = discover()
     code = asyncio.run(_run_server(config, discovered, str(args.config), args.ready_file))
@@ -280,7 +280,6 @@ def _config_check(args: argparse.Namespace) -> int:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # as `serve`: TF's C++ log only if asked
     from streamserve.inspect_model import describe
 
     print(describe(args.model_dir))
