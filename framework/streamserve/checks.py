@@ -112,7 +112,7 @@ def check_config(
         return result(config)
     for plugin in server.plugins:
         model_key: KeyPath = ("plugins", plugin.spec.name, "model_path")
-        if plugin.own is None:
+        if plugin.model is None:
             continue
         if plugin.config.model_path is None and plugin.spec.default_model is None:
             add(model_key, f"not set, and plugin {plugin.spec.name!r} has no default model")

@@ -226,11 +226,11 @@ def _model_status(
     status: dict[str, dict[str, Any]] = {}
     server = Server(config, found, source=source)
     for plugin in server.plugins:
-        if plugin.own is None:
+        if plugin.model is None:
             status[plugin.spec.name] = {"enabled": True, "repository": server.repository.names()}
             continue
         try:
-            model = plugin.own.load()
+            model = plugin.model.load()
         except StreamserveError as exc:
             status[plugin.spec.name] = {"enabled": True, "error": str(exc)}
             continue

@@ -21,7 +21,7 @@ import grpc
 from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
 
-from streamserve.contract import Infer, Method, Outputs, Rows
+from streamserve.contract import Context, Infer, Method, Outputs, Rows
 from streamserve.errors import StreamserveError
 from streamserve.runtime import Batcher
 from streamserve.serving.calls import END, Calls, Stream
@@ -43,6 +43,8 @@ def service_handler(
     handlers = {}
     route = _router(plugin, repository)
     for rpc in service.methods:
+        if rpc.name not in plugin.spec.methods:
+            continue  # not served: serving/unbound.py answers UNIMPLEMENTED
         method = _Bound(plugin.spec.methods[rpc.name], route, plugin, repository)
         where = f"/{service.full_name}/{rpc.name}"
         counted = metrics.method(service.full_name, rpc.name)
@@ -71,7 +73,7 @@ count."""
 
 
 def _router(plugin: ServedPlugin, repository: Repository) -> Route:
-    own = plugin.own
+    own = plugin.model
     if own is None:  # a protocol plugin: the request names a model of the repository
 
         def route(result: Any) -> tuple[Batcher | None, Rows, int]:
@@ -88,6 +90,8 @@ def _router(plugin: ServedPlugin, repository: Repository) -> Route:
         if isinstance(result, Infer):
             raise TypeError(f"plugin {plugin.spec.name!r} declares a signature: its preprocess "
                             "returns Rows for its own model, not streamserve.Infer")
+        if isinstance(result, Mapping) and not result:  # no model at all (Method.without_model)
+            return None, result, 0
         return own.require_ready(), result, _row_count(result)
 
     return route_own
@@ -104,13 +108,12 @@ class _Bound:
         self.close_state = method.close_state
         self.on_error = method.on_error
         self.route = route
-        settings = plugin.settings
-        own = plugin.own
+        own = plugin.model
+        context = Context(plugin.settings, repository if own is None else None)
+        self._open: Callable[[], Any] = lambda: method.open_state(context)
         if own is None:
-            self._open: Callable[[], Any] = lambda: method.open_state(settings, repository)
             self.ready: Callable[[], object] = lambda: None  # readiness is per model and per request
         else:
-            self._open = lambda: method.open_state(settings)
             self.ready = own.require_ready  # refuse at once, before reading anything
 
     def open_state(self) -> Any:

@@ -23,7 +23,7 @@ class ServedPlugin:
     config: PluginConfig
     settings: BaseModel | None
     distribution: str
-    own: ServedModel | None = None
+    model: ServedModel | None = None
     """A model plugin's model (named after the plugin); None for a protocol plugin, which serves
     the model repository."""
     active_streams: int = 0
@@ -37,11 +37,16 @@ class ServedPlugin:
             return
         if self.config.signature:
             declared = dataclasses.replace(declared, name=self.config.signature)
-        self.own = ServedModel(
+        self.model = ServedModel(
             name=self.spec.name, owner=self.spec.name, locate=self._model_path,
             watched=self.config.model_path, signature=declared, batching=self.config.batching,
             poll_seconds=self.config.model_poll_seconds,
         )
+
+    @property
+    def own(self) -> ServedModel | None:
+        """The old name of :attr:`model` (until 0.2.0), kept for one release."""
+        return self.model
 
     @property
     def service_name(self) -> str:

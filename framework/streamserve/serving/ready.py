@@ -40,7 +40,7 @@ def readiness(server: Server) -> dict[str, Any]:
         "address": server.address,
         "health_address": server.health_address,
         "pid": os.getpid(),
-        "services": {p.service_name: _status(p.own) for p in server.plugins},
+        "services": {p.service_name: _status(p.model) for p in server.plugins},
         "models": {name: _status(model) for name, model in sorted(server.repository.public.items())},
         "not_configured": dict(server.not_configured),
     }

@@ -27,6 +27,7 @@ from streamserve.serving.plugin import ServedPlugin, not_configured
 from streamserve.serving.reflection import enable_reflection
 from streamserve.serving.repository import Repository, ServedModel
 from streamserve.serving.security import TransportSecurity, serve_health_only
+from streamserve.serving.unbound import UnboundMethods
 
 __all__ = ["ServedPlugin", "Server", "model_health_name"]
 
@@ -76,8 +77,8 @@ class Server:
         self.repository = Repository()
         """Every model served: each model plugin's own, and the model repository's."""
         for plugin in self.plugins:
-            if plugin.own is not None:
-                self.repository.models[plugin.spec.name] = plugin.own
+            if plugin.model is not None:
+                self.repository.models[plugin.spec.name] = plugin.model
         self.repository.add_repository(config.model_repository, source=source)
         self.health = health.aio.HealthServicer()
         self.calls = Calls(config.server.max_concurrent_streams, config.server.stream_idle_timeout_seconds)
@@ -132,7 +133,8 @@ class Server:
             ]
         )
         server.add_generic_rpc_handlers(
-            [service_handler(p, self.repository, self.calls, self.metrics) for p in self.plugins]
+            [*(service_handler(p, self.repository, self.calls, self.metrics) for p in self.plugins),
+             UnboundMethods(self.plugins)]
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         if limits.reflection:
@@ -169,7 +171,7 @@ class Server:
         for model in self.repository.all():
             await self._load(model, fatal=self.config.on_plugin_error == "fail")
         for plugin in self.plugins:
-            own = plugin.own
+            own = plugin.model
             if own is None or own.batcher is not None:
                 await self.health.set(plugin.service_name, SERVING)
         for model in self.repository.all():
@@ -267,7 +269,7 @@ class Server:
         self.metrics.watch_queue(served.name, lambda: float(_queued_rows(served)))
         self.metrics.model_served(served.name, model.version)
         for plugin in self.plugins:
-            if plugin.own is served:
+            if plugin.model is served:
                 await self.health.set(plugin.service_name, SERVING)
         for name, entry in self.repository.public.items():
             if entry is served:
