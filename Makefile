@@ -3,28 +3,39 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 CONFIG ?= configs/server.yaml
-STAMP  := $(VENV)/.installed
+# Two stamps: what serving needs (`make run`), and that plus the development extras (tests, lint,
+# grpcurl, benchmarks' clients). `make run` never waits for the second.
+RUN_STAMP := $(VENV)/.installed-run
+STAMP     := $(VENV)/.installed
+PLUGINS   := -e plugins/anomaly -e plugins/oip -e plugins/tfserving
 
-.PHONY: run test lint protos protos-check bench bench-quick bench-peer clean help
+.PHONY: run dev test lint protos protos-check bench bench-quick bench-peer clean help
 
 help:
-	@echo "make run     set up .venv and serve $(CONFIG) (STREAMSERVE_ADDRESS=HOST:PORT to move it)"
-	@echo "make test    set up .venv and run every test"
+	@echo "make run     set up .venv (serving only) and serve $(CONFIG) (STREAMSERVE_ADDRESS=HOST:PORT to move it)"
+	@echo "make dev     add the development extras to .venv (pytest, ruff, mypy, grpcurl, ...)"
+	@echo "make test    set up .venv with the development extras and run every test"
 	@echo "make lint    ruff and mypy"
 	@echo "make protos  regenerate Python code from protos/*.proto"
 	@echo "make bench   the benchmark harness: echo, naive, streamserve (docs/performance.md; ~11 min)"
 	@echo "make bench-peer  streamserve vs MLServer on a user's SavedModel (own venv .venv-peer; ~5 min)"
 	@echo "make nab     score the anomaly detector on ../shared/data/nab over gRPC (docs/anomaly.md)"
 
-# The virtualenv is rebuilt when a dependency list changes.
-$(STAMP): pyproject.toml plugins/anomaly/pyproject.toml plugins/oip/pyproject.toml plugins/tfserving/pyproject.toml
+# The virtualenv is brought up to date when a dependency list changes.
+$(RUN_STAMP): pyproject.toml plugins/anomaly/pyproject.toml plugins/oip/pyproject.toml plugins/tfserving/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "streamserve needs Python 3.11 or newer")'
-	$(PYTHON) -m venv $(VENV)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]' -e plugins/anomaly -e plugins/oip -e plugins/tfserving
+	$(BIN)/python -m pip install --quiet -e . $(PLUGINS)
 	@touch $@
 
-run: $(STAMP)
+$(STAMP): $(RUN_STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev]' $(PLUGINS)
+	@touch $@
+
+dev: $(STAMP)
+
+run: $(RUN_STAMP)
 	$(BIN)/streamserve serve --config $(CONFIG)
 
 test: $(STAMP)

@@ -8,10 +8,10 @@ from types import ModuleType
 
 import pytest
 
+from streamserve.testing import ServerProcess, serve_subprocess
 from tests.anomaly.helpers import FIXTURE_STEPS
 from tests.support.dists import FakeSite
 from tests.support.models import build_affine_model
-from tests.support.process import ServerProcess, serve_subprocess
 from tests.support.protos import compile_proto
 
 SUPPORT = Path(__file__).parent / "support"

@@ -13,10 +13,8 @@ import copy
 import re
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,8 +28,7 @@ from dockerfile_parse import DockerfileParser
 
 from streamserve.config import StreamserveConfig, load_config, parse_config, plugin_settings
 from streamserve.plugins import discover
-from streamserve.testing import wait_until_serving
-from tests.support.process import LISTENING
+from streamserve.testing import ServerProcess, wait_until_serving
 
 ROOT = Path(__file__).parent.parent
 KUBERNETES = ROOT / "deploy" / "kubernetes"
@@ -348,43 +345,20 @@ def serve_tls(command: list[str], cwd: Path, service: str) -> Iterator[tuple[str
 
     Readiness is asked on the health-only port, in plaintext, as a kubelet would.
     """
-    process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True)
-    output: list[str] = []
-    found: dict[str, str] = {}
-    ready = threading.Event()
-    health_line = re.compile(r"health-only \(plaintext\) port on (\S+:\d+)")
-
-    def pump() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            output.append(line)
-            if match := LISTENING.search(line):
-                found["main"] = match.group(1)
-            if match := health_line.search(line):
-                found["health"] = match.group(1)
-            if len(found) == 2:
-                ready.set()
-        ready.set()
-
-    reader = threading.Thread(target=pump, daemon=True)
-    reader.start()
-    try:
-        assert ready.wait(120) and len(found) == 2, "".join(output)
-        wait_until_serving(found["health"], ["", service], timeout=120)
-        yield found["main"], found["health"]
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
+    log_path = cwd / "serve.log"
+    ready_file = cwd / "ready.json"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen([*command, "--ready-file", str(ready_file)], cwd=cwd, stdout=log,
+                                   stderr=subprocess.STDOUT)
+        server = ServerProcess(process, ready_file, log_path)
         try:
-            code = process.wait(30)
+            server.wait_ready(120)  # the main port speaks TLS only: health is asked below
+            health = server.ready["health_address"]
+            wait_until_serving(health, ["", service], timeout=120)
+            yield server.address, health
         finally:
-            if process.poll() is None:
-                process.kill()
-            reader.join(10)
-            assert process.stdout is not None
-            process.stdout.close()
-    assert code == 0, "".join(output)
+            code = server.stop(30)
+    assert code == 0, server.output()
 
 
 @pytest.mark.e2e

@@ -150,8 +150,6 @@ def test_two_plugins_with_one_name_name_both_packages(site: FakeSite) -> None:
          "PluginSpec.service must be a protobuf ServiceDescriptor"),
         ("dataclasses.replace(spec, signature='serving_default')",
          "PluginSpec.signature must be a streamserve.Signature, or None for a plugin"),
-        ("dataclasses.replace(spec, methods={k: m for k, m in spec.methods.items() if k != 'Expand'})",
-         "no Method given for RPC method(s) ['Expand'] of streamserve_test.Scaler"),
         ("dataclasses.replace(spec, methods={**spec.methods, 'Bogus': spec.methods['Scale']})",
          "Method(s) ['Bogus'] are not RPC methods of streamserve_test.Scaler "
          "(it has ['Expand', 'Scale', 'ScaleStream'])"),
@@ -161,7 +159,7 @@ def test_two_plugins_with_one_name_name_both_packages(site: FakeSite) -> None:
          " methods={'Collect': spec.methods['Scale']})",
          "Collect is client-streaming only"),
     ],
-    ids=["not-a-spec", "blank-name", "service-not-a-descriptor", "signature-not-a-signature", "unbound-rpc",
+    ids=["not-a-spec", "blank-name", "service-not-a-descriptor", "signature-not-a-signature",
          "unknown-method", "not-a-method", "client-streaming-only"],
 )
 def test_nonsense_registration_names_plugin_package_and_reason(
@@ -238,6 +236,8 @@ def test_cli_plugins_json_lists_installed_plugin(
         "version": "2.0.1",
         "service": "streamserve_test.Scaler",
         "methods": SCALER_METHODS,
+        "status": "installed, not configured: it has no default model; to serve it, give its model "
+                  "in the config: plugins: {scaler: {model_path: DIR}}",
     }
 
 
@@ -274,11 +274,12 @@ def no_address_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.usefixtures("no_address_env")
 def test_cli_config_check_accepts_a_good_file(
-    site: FakeSite, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    site: FakeSite, tmp_path: Path, capsys: pytest.CaptureFixture[str], scaler_model: Path
 ) -> None:
     install_plugin(site, "streamserve-scaler", plugin_source())
     config = tmp_path / "server.yaml"
-    config.write_text("server:\n  address: 127.0.0.1:0\nplugins:\n  scaler:\n    model_path: models\n")
+    config.write_text(
+        f"server:\n  address: 127.0.0.1:0\nplugins:\n  scaler:\n    model_path: {scaler_model}\n")
 
     assert main(["config", "check", str(config)]) == 0
 
@@ -300,7 +301,7 @@ def test_cli_config_check_rejects_an_unknown_plugin(
 
     captured = capsys.readouterr()
     assert captured.out == ""
-    assert captured.err.startswith(f"streamserve: error: {config}: plugins.scalar: ")
+    assert captured.err.startswith(f"{config}:2: plugins.scalar: ")
     assert "no installed plugin has this name" in captured.err
     assert re.search(r"installed: ([^;)]*, )?scaler\b", captured.err), captured.err
 
@@ -315,5 +316,110 @@ def test_cli_config_check_rejects_a_typo_with_its_key_path(
     assert main(["config", "check", str(config)]) == 2
 
     err = capsys.readouterr().err
-    assert f"streamserve: error: {config}: invalid configuration" in err
-    assert "server.adress: unknown key" in err
+    assert f"{config}:2: server.adress: unknown key" in err
+    assert err.endswith("streamserve: 1 problem: `serve` would not start\n")
+
+
+@pytest.mark.usefixtures("no_address_env")
+def test_an_installed_plugin_without_a_model_is_listed_as_not_configured(
+    site: FakeSite, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Installing is not configuring: a model plugin with no section and no default model is left
+    out of serving (the scaler has no default model), with what to add; once configured it serves."""
+    install_plugin(site, "streamserve-scaler", plugin_source())
+
+    assert main(["plugins", "--json"]) == 0
+    (row,) = [r for r in json.loads(capsys.readouterr().out) if r["name"] == "scaler"]
+    assert row["status"].startswith("installed, not configured")
+    assert "plugins: {scaler: {model_path: DIR}}" in row["status"]
+
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("server:\n  address: 127.0.0.1:0\n")
+    assert main(["plugins", "--config", str(empty)]) == 0
+    assert re.search(r"^scaler .*\n(  .*\n)*  status   installed, not configured", capsys.readouterr().out,
+                     re.MULTILINE)
+    assert main(["config", "check", str(empty)]) == 0
+    served, *notes = capsys.readouterr().out.splitlines()
+    assert "scaler" not in served.split("serves", 1)[1]
+    assert "  scaler: installed, not configured: it has no default model; to serve it, give its model " \
+           "in the config: plugins: {scaler: {model_path: DIR}}" in notes
+
+    configured = tmp_path / "configured.yaml"
+    configured.write_text("plugins:\n  scaler:\n    model_path: models\n")
+    assert main(["plugins", "--json", "--config", str(configured)]) == 1  # configured, model missing
+    (row,) = [r for r in json.loads(capsys.readouterr().out) if r["name"] == "scaler"]
+    assert row["status"] == "enabled"
+    assert "does not exist" in row["model"]["error"]
+
+
+@pytest.mark.usefixtures("no_address_env")
+def test_cli_config_check_names_every_problem_in_one_run(
+    site: FakeSite, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A misspelt key, a misspelt plugin section, a bad plugin setting and a missing model: all four
+    at once, each with its line and key path (not one per round of fixes)."""
+    install_plugin(site, "streamserve-scaler", plugin_source())
+    config = tmp_path / "server.yaml"
+    config.write_text(
+        "server:\n"
+        "  adress: 127.0.0.1:0\n"            # line 2
+        "plugins:\n"
+        "  scalar:\n"                         # line 4
+        "    enabled: true\n"
+        "  scaler:\n"
+        "    model_path: nowhere\n"           # line 7
+        "    settings:\n"              # line 8
+        "      factor: 2\n"
+    )
+
+    assert main(["config", "check", str(config)]) == 2
+
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == f"{config}:2: server.adress: unknown key (check its spelling; see docs/configuration.md)"
+    assert err[1].startswith(f"{config}:4: plugins.scalar: no installed plugin has this name")
+    assert err[2] == f"{config}:8: plugins.scaler.settings: plugin 'scaler' takes no settings, got ['factor']"
+    assert err[-1] == "streamserve: 3 problems: `serve` would not start"
+
+    # Fix those three: what is left is the one `serve` would meet next, the missing model.
+    config.write_text("plugins:\n  scaler:\n    model_path: nowhere\n")
+    assert main(["config", "check", str(config)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    missing = f"model directory {tmp_path}/nowhere does not exist"
+    assert err[0] == f"{config}:3: plugins.scaler.model_path: {missing}"
+
+
+@pytest.mark.usefixtures("no_address_env")
+def test_cli_config_check_names_the_file_and_line_of_a_yaml_syntax_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "server.yaml"
+    config.write_text("server:\n  address: 127.0.0.1:0\nplugins:\n  anomaly: {enabled: true\n")
+
+    assert main(["config", "check", str(config)]) == 2
+
+    err = capsys.readouterr().err
+    assert err.startswith(f"{config}:5: not valid YAML at line 5, column 1: ")
+    assert "<unicode string>" not in err
+
+
+@pytest.mark.usefixtures("no_address_env")
+def test_cli_config_check_with_models_loads_each_model_and_checks_its_signature(
+    site: FakeSite, tmp_path: Path, anomaly_model: Path, scaler_model: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The model exists (so the quick check passes) but is the anomaly model, not the scaler's:
+    only loading it, as `serve` would, finds the mismatch."""
+    install_plugin(site, "streamserve-scaler", plugin_source())
+    config = tmp_path / "server.yaml"
+    config.write_text(f"plugins:\n  scaler:\n    model_path: {anomaly_model}\n"
+                      "  anomaly:\n    enabled: false\n")
+    assert main(["config", "check", str(config)]) == 0
+    capsys.readouterr()
+
+    assert main(["config", "check", "--models", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "plugin 'scaler'" in err and "does not match the plugin's" in err
+
+    config.write_text(f"plugins:\n  scaler:\n    model_path: {scaler_model}\n"
+                      "  anomaly:\n    enabled: false\n")
+    assert main(["config", "check", "--models", str(config)]) == 0

@@ -15,8 +15,8 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from streamserve.testing import serve_subprocess
 from tests.support.models import build_affine_model
-from tests.support.process import serve_subprocess
 from tests.test_lifecycle import Feed, read, scale_stream
 
 pytestmark = pytest.mark.e2e

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.support.process import ServerProcess
+from streamserve.testing import ServerProcess, serve_subprocess
 
 pytestmark = pytest.mark.e2e
 
@@ -142,6 +143,8 @@ def test_readme_quickstart_commands_run(server: ServerProcess) -> None:
         result = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=60)
         assert result.returncode == 0, f"{command}\n{result.stderr}"
         assert result.stdout.strip(), command
+        if "DetectAnomalyStream" in command:  # every field shown, the zero warm-up scores too
+            assert result.stdout.count('"score"') == 3, result.stdout
 
 
 def test_readme_python_client_runs(server: ServerProcess) -> None:
@@ -157,3 +160,27 @@ def test_readme_python_client_runs(server: ServerProcess) -> None:
                if line.startswith("anomaly at")]
     assert flagged and flagged[0] == 300, result.stdout
     assert all(300 <= t < 340 for t in flagged), result.stdout
+
+
+def test_readme_python_client_waits_for_a_server_that_is_still_starting(
+    subprocess_env: dict[str, str], anomaly_model: Path, tmp_path: Path
+) -> None:
+    """The README's client, started before the server: it waits for SERVING instead of failing
+    with UNAVAILABLE (the friction of following the README right after `make run`)."""
+    (code,) = [block for block in readme_blocks("python") if "DetectAnomalyStream" in block]
+    with socket.socket() as probe:  # a free port for the server that is not started yet
+        probe.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{probe.getsockname()[1]}"
+    client = subprocess.Popen([sys.executable, "-c", code.replace("localhost:50051", address)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        config = tmp_path / "server.yaml"
+        config.write_text(f"plugins:\n  anomaly:\n    model_path: {anomaly_model}\n")
+        with serve_subprocess(config, env=subprocess_env, address=address, services=[]):
+            out, err = client.communicate(timeout=120)
+    finally:
+        if client.poll() is None:
+            client.kill()
+            client.wait()
+    assert client.returncode == 0, err
+    assert out.startswith("anomaly at 300:"), out

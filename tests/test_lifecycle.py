@@ -218,7 +218,7 @@ async def test_reload_under_64_live_streams_loses_nothing_and_switches_version(
         staging.rename(versions / "2")  # appears at once, as a deploy tool would do it
         plugin = server.plugins[0]
         for _ in range(200):
-            if plugin.own.model is not None and plugin.own.model.version == "2":
+            if plugin.model.model is not None and plugin.model.model.version == "2":
                 break
             await asyncio.sleep(0.05)
         stop.set()
@@ -227,7 +227,7 @@ async def test_reload_under_64_live_streams_loses_nothing_and_switches_version(
         health = health_pb2_grpc.HealthStub(channel)
         reply = await health.Check(health_pb2.HealthCheckRequest(service=SERVICE))
         assert reply.status == SERVING
-    assert plugin.own.model is not None and plugin.own.model.version == "2"
+    assert plugin.model.model is not None and plugin.model.model.version == "2"
     for slopes in results:
         assert len(slopes) > 20
         assert set(slopes) <= {2.0, 3.0}
@@ -245,8 +245,8 @@ async def test_a_corrupt_new_version_is_rejected_and_the_old_one_serves(
         (versions / "3").mkdir()
         (versions / "3" / "saved_model.pb").write_bytes(b"not a model")
         with caplog.at_level(logging.ERROR):
-            assert await server.reload(server.plugins[0].own) is False
-            assert await server.reload(server.plugins[0].own) is False  # not retried until it changes
+            assert await server.reload(server.plugins[0].model) is False
+            assert await server.reload(server.plugins[0].model) is False  # not retried until it changes
         rejected = [r for r in caplog.records if "rejected version 3" in r.getMessage()]
         assert len(rejected) == 1 and "still serving version 1" in rejected[0].getMessage()
         assert list((await scale(channel, pb2)(pb2.Values(values=[1]))).values) == [3]
@@ -258,7 +258,7 @@ async def test_a_corrupt_new_version_is_rejected_and_the_old_one_serves(
         # Fixed in place (files changed): the next look loads it.
         shutil.rmtree(versions / "3")
         build_affine_model(versions / "3", scale=5.0)
-        assert await server.reload(server.plugins[0].own) is True
+        assert await server.reload(server.plugins[0].model) is True
         assert list((await scale(channel, pb2)(pb2.Values(values=[1]))).values) == [6]
 
 
@@ -274,7 +274,7 @@ async def test_on_plugin_error_continue_serves_the_rest_and_reports(
     await server.start()
     try:
         await server.load_models()
-        assert server.plugins[0].own.load_error and str(missing) in server.plugins[0].own.load_error
+        assert server.plugins[0].model.load_error and str(missing) in server.plugins[0].model.load_error
         async with grpc.aio.insecure_channel(server.address) as channel:
             health = health_pb2_grpc.HealthStub(channel)
             assert (await health.Check(health_pb2.HealthCheckRequest(service=""))).status == SERVING
@@ -459,7 +459,7 @@ def test_plugins_command_reports_models_that_fail_to_load(
     assert served["model"] == {"enabled": True, "path": str(anomaly_model / "1"), "version": "1",
                                "error": None, "runner": "session", "runner_reason": ""}
 
-    assert main(["plugins", "--config", str(bad)]) == 0
+    assert main(["plugins", "--config", str(bad)]) == 1  # `serve` would not start: scripts see it
     assert f"FAILS TO LOAD: model directory {tmp_path}/gone does not exist" in capsys.readouterr().out
 
 

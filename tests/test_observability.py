@@ -12,8 +12,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from streamserve.config import parse_config
-from streamserve.testing import serve_in_process
-from tests.support.process import serve_subprocess
+from streamserve.testing import serve_in_process, serve_subprocess
 from tests.test_lifecycle import Feed, read, scale, scale_stream
 
 SCALER = "streamserve_test.Scaler"

@@ -13,8 +13,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from streamserve.testing import ServerProcess
 from streamserve_anomaly._proto import anomaly_detection_pb2 as anomaly_pb2
-from tests.support.process import ServerProcess
 
 pytestmark = pytest.mark.e2e
 

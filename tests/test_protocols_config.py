@@ -15,7 +15,7 @@ import grpc
 import numpy as np
 import pytest
 
-from tests.support.process import ServerProcess, serve_subprocess
+from streamserve.testing import ServerProcess, serve_subprocess
 
 REPO = Path(__file__).resolve().parent.parent
 SERVICES = [

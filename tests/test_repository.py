@@ -156,7 +156,7 @@ async def test_a_repository_entry_can_share_a_model_plugins_model(
     await server.start()
     try:
         await server.load_models()
-        own = server.plugins[0].own
+        own = server.plugins[0].model
         assert server.repository.public["affine"] is own  # one model, one batcher
         assert len(server.repository.all()) == 1
         assert own is not None and own.batcher is not None
@@ -191,7 +191,7 @@ def test_a_listed_model_cannot_take_a_model_plugins_name(
 
     shared = make_server(f"{plugins}model_repository: {{models: {{scaler: {{plugin: scaler}}}}}}\n",
                          [scaler_plugin])
-    assert shared.repository.public["scaler"] is shared.plugins[0].own
+    assert shared.repository.public["scaler"] is shared.plugins[0].model
 
 
 async def test_a_folder_named_like_a_model_plugins_model_is_refused_and_the_rest_serve(
@@ -234,7 +234,7 @@ async def test_a_folder_named_like_a_model_plugins_model_is_refused_and_the_rest
 
     listed = f"{plugins}model_repository: {{path: {root}, models: {{scaler: {{plugin: scaler}}}}}}\n"
     fixed = make_server(listed, [scaler_plugin])
-    assert fixed.repository.public["scaler"] is fixed.plugins[0].own  # the folder is ignored
+    assert fixed.repository.public["scaler"] is fixed.plugins[0].model  # the folder is ignored
 
 
 async def test_a_folder_named_like_a_model_plugins_model_is_refused_while_serving(
@@ -254,7 +254,7 @@ async def test_a_folder_named_like_a_model_plugins_model_is_refused_while_servin
         assert "is refused: plugin 'scaler' already serves" in server.repository.get("scaler").reason
         assert await health(server, "model/scaler") == "NOT_SERVING"
         assert await health(server, "model/affine") == "SERVING"
-        own = server.plugins[0].own
+        own = server.plugins[0].model
         assert own is not None and own.batcher is not None and own.model is not None
         assert own.model.path == scaler_model / "1"  # still the plugin's model, untouched
     finally:

@@ -30,8 +30,7 @@ import pytest
 
 from streamserve.client import ROUND_ROBIN, resilient_stream
 from streamserve.config import parse_config
-from streamserve.testing import serve_in_process
-from tests.support.process import ServerProcess, serve_subprocess
+from streamserve.testing import ServerProcess, serve_in_process, serve_subprocess
 
 pytestmark = pytest.mark.e2e
 

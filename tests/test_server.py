@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -10,6 +12,8 @@ import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
+import streamserve
+from streamserve import PluginSpec
 from streamserve.config import parse_config
 from streamserve.testing import serve_in_process
 
@@ -88,3 +92,64 @@ async def test_bad_input_is_invalid_argument_with_field_and_others_go_on(
         # The server keeps serving everyone else.
         reply = await call["Scale"](pb2.Values(values=[4]))
         assert list(reply.values) == [9]
+
+
+class PartialScaler:
+    """The scaler plugin serving only Scale: Expand and ScaleStream have no Method."""
+
+    def __init__(self, scaler_plugin: ModuleType) -> None:
+        spec = scaler_plugin.make_spec()
+        self.spec = dataclasses.replace(
+            spec, methods={"Scale": spec.methods["Scale"]})
+
+    @streamserve.hookimpl
+    def streamserve_register(self, register: Callable[[PluginSpec], None]) -> None:
+        register(self.spec)
+
+
+async def test_a_method_the_plugin_does_not_bind_answers_unimplemented_naming_the_plugin(
+    scaler_plugin: ModuleType, scaler_model: Path
+) -> None:
+    pb2 = scaler_plugin.scaler_pb2
+    config = parse_config(scaler_config(scaler_model))
+    async with (
+        serve_in_process(config, extra_plugins=[PartialScaler(scaler_plugin)], installed=False) as server,
+        grpc.aio.insecure_channel(server.address) as channel,
+    ):
+        call = stubs(channel, pb2)
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            [m async for m in call["Expand"](pb2.Values(values=[1]))]
+        assert refused.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        assert refused.value.details() == ("Expand is not served by plugin 'scaler' (it serves Scale "
+                                           "of streamserve_test.Scaler)")
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            [m async for m in call["ScaleStream"](iter([pb2.Values(values=[2])]))]
+        assert refused.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        assert (refused.value.details() or "").startswith("ScaleStream is not served by plugin 'scaler'")
+        # The bound method is untouched.
+        assert list((await call["Scale"](pb2.Values(values=[1]))).values) == [3]
+
+
+class EchoScaler(PartialScaler):
+    """Scale answered by the plugin itself, without the model: the values back, unscaled."""
+
+    def __init__(self, scaler_plugin: ModuleType) -> None:
+        super().__init__(scaler_plugin)
+        pb2 = scaler_plugin.scaler_pb2
+        echo = streamserve.Method.without_model(lambda request, state: pb2.Values(values=request.values))
+        self.spec = dataclasses.replace(self.spec, methods={"Scale": echo})
+
+
+async def test_a_method_may_answer_without_a_model_call(
+    scaler_plugin: ModuleType, scaler_model: Path
+) -> None:
+    pb2 = scaler_plugin.scaler_pb2
+    config = parse_config(scaler_config(scaler_model))
+    async with (
+        serve_in_process(config, extra_plugins=[EchoScaler(scaler_plugin)], installed=False) as server,
+        grpc.aio.insecure_channel(server.address) as channel,
+    ):
+        reply = await stubs(channel, pb2)["Scale"](pb2.Values(values=[1, 2]))
+        assert list(reply.values) == [1, 2]  # not 2x + 1: the model was not called
+        model = server.plugins[0].model
+        assert model is not None and model.statistics.calls == 0

@@ -13,8 +13,8 @@ from collections.abc import AsyncIterator
 import grpc
 import pytest
 
+from streamserve.testing import ServerProcess
 from streamserve_anomaly._proto import anomaly_detection_pb2 as pb2
-from tests.support.process import ServerProcess
 
 pytestmark = pytest.mark.e2e
 

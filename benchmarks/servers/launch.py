@@ -19,7 +19,7 @@ from pathlib import Path
 
 from benchmarks.procstat import die_with_parent
 from benchmarks.servers import SERVICE
-from streamserve.testing import wait_until_serving
+from streamserve.testing import ServerProcess as Launched
 
 __all__ = [
     "DEFAULT_KINDS", "KINDS", "ServerProcess", "start_server", "stop_server", "train_model", "wait_ready",
@@ -33,6 +33,7 @@ only when asked for: it isolates what the serving design gains from what the mod
 """The servers, in report order: ceiling, baseline, the system under test."""
 
 _LISTENING = re.compile(r"listening on (\S+:\d+)")
+"""The echo and naive servers' own ready line (benchmarks/servers/__init__.py)."""
 
 
 @dataclass
@@ -134,14 +135,28 @@ def start_server(
     elif kind == "streamserve":
         config = _streamserve_config(workdir, model_dir.parent, max_batch_size, intra_op_threads)
         command = [python, "-m", "streamserve", "serve", "--config", str(config),
-                   "--address", "127.0.0.1:0"]
+                   "--address", "127.0.0.1:0", "--ready-file", str(_ready_file(workdir))]
+        _ready_file(workdir).unlink(missing_ok=True)
     else:
         raise ValueError(f"unknown server {kind!r}; expected one of {', '.join(KINDS)}")
     return ServerProcess(kind, _spawn(command, log_path), log_path)
 
 
+def _ready_file(workdir: Path) -> Path:
+    return workdir / "streamserve.ready.json"
+
+
 def wait_ready(server: ServerProcess, timeout: float) -> None:
-    """Wait for the server's ``listening on`` line, then (streamserve) for its service to be SERVING."""
+    """Wait until the server can answer: streamserve's ready file (``serve --ready-file``) and its
+    service SERVING; the echo and naive servers' ``listening on`` line (printed once they can)."""
+    if server.kind == "streamserve":
+        launched = Launched(server.process, _ready_file(server.log_path.parent), server.log_path)
+        try:
+            launched.wait_ready(timeout, [SERVICE])
+        except (RuntimeError, TimeoutError) as exc:
+            raise type(exc)(f"streamserve not ready:\n{server.log_tail()}") from None
+        server.address = launched.address
+        return
     deadline = time.monotonic() + timeout
     while not server.address:
         if server.process.poll() is not None:
@@ -155,14 +170,6 @@ def wait_ready(server: ServerProcess, timeout: float) -> None:
             server.address = match.group(1)
         else:
             time.sleep(0.1)
-    if server.kind != "streamserve":
-        return
-    try:
-        remaining = max(0.0, deadline - time.monotonic())
-        wait_until_serving(server.address, [SERVICE], remaining,
-                           gone=lambda: server.process.poll() is not None)
-    except TimeoutError:
-        raise TimeoutError(f"streamserve not SERVING after {timeout} s:\n{server.log_tail()}") from None
 
 
 def stop_server(server: ServerProcess, timeout: float = 10.0) -> int | None:

@@ -29,7 +29,7 @@ import grpc
 import numpy as np
 
 from benchmarks.servers import SERVICE, announce, has_chunks, parse_args
-from streamserve import Method, Outputs
+from streamserve import Context, Method, Outputs
 from streamserve.runtime import load_model
 from streamserve_anomaly._proto import anomaly_detection_pb2 as pb2
 from streamserve_anomaly.plugin import SPEC
@@ -43,7 +43,7 @@ def per_message(method: Method, call: Callable[[Any], Any], version: str) -> Han
     settings = AnomalySettings()
 
     def handle(requests: Iterator[Any], context: grpc.ServicerContext) -> Iterator[Any]:
-        state = method.open_state(settings)
+        state = method.open_state(Context(settings))
         try:
             for request in requests:
                 rows = method.preprocess(request, state)

@@ -5,6 +5,7 @@ Plugins are found through the entry-point group ``streamserve.plugins`` (see
 """
 
 from streamserve.contract import (
+    Context,
     Infer,
     Method,
     ModelInfo,
@@ -16,10 +17,11 @@ from streamserve.contract import (
     Signature,
     TensorSpec,
 )
-from streamserve.errors import InvalidArgument, NotFound, Unimplemented
+from streamserve.errors import InvalidArgument, NotFound, StreamserveError, Unavailable, Unimplemented
 from streamserve.plugins.markers import hookimpl
 
 __all__ = [
+    "Context",
     "Infer",
     "InvalidArgument",
     "Method",
@@ -31,8 +33,10 @@ __all__ = [
     "PluginSpec",
     "Rows",
     "Signature",
+    "StreamserveError",
     "TensorSpec",
+    "Unavailable",
     "Unimplemented",
     "hookimpl",
 ]
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -5,6 +5,8 @@
     streamserve config check FILE
     streamserve config schema
     streamserve config reference
+    streamserve inspect MODEL_DIR
+    streamserve new-plugin NAME --dir DIR
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from streamserve.config import ADDRESS_ENV, StreamserveConfig, check_address, lo
 from streamserve.errors import StreamserveError
 from streamserve.logs import configure_logging
 from streamserve.plugins import DiscoveredPlugin, discover
+from streamserve.serving.plugin import not_configured
 
 if TYPE_CHECKING:
     from streamserve.serving.repository import ServedModel
@@ -36,6 +39,10 @@ log = logging.getLogger("streamserve")
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # TensorFlow's C++ log is quiet unless asked for (TF_CPP_MIN_LOG_LEVEL=0 brings it back): on a
+    # machine without a GPU it reports "failed call to cuInit: CUDA error" as an error, which it is
+    # not for a CPU server; real failures reach us as Python exceptions. Read at TF's import.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
         code: int = args.run(args)
         return code
@@ -56,6 +63,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--address", help=f"HOST:PORT to listen on; overrides the config and ${ADDRESS_ENV}"
     )
+    serve.add_argument(
+        "--ready-file", type=Path, metavar="PATH",
+        help="once the models are loaded, write one JSON line here: the address and what is "
+        "SERVING (for scripts and tests; see streamserve.testing.serve_subprocess)",
+    )
     serve.set_defaults(run=_serve)
 
     plugins = commands.add_parser("plugins", help="list installed plugins")
@@ -67,10 +79,26 @@ def _parser() -> argparse.ArgumentParser:
     )
     plugins.set_defaults(run=_plugins)
 
+    inspect = commands.add_parser(
+        "inspect", help="a SavedModel's signatures, and the Signature(...) a plugin declares for it")
+    inspect.add_argument("model_dir", type=Path, metavar="MODEL_DIR",
+                         help="a SavedModel directory, or a folder of numbered versions")
+    inspect.set_defaults(run=_inspect)
+
+    new_plugin = commands.add_parser(
+        "new-plugin", help="write a complete, working plugin package to start from")
+    new_plugin.add_argument("name", help="the plugin's name (a Python identifier, e.g. forecast)")
+    new_plugin.add_argument("--dir", type=Path, required=True,
+                            help="where to write it (must not exist, or be empty)")
+    new_plugin.set_defaults(run=_new_plugin)
+
     config = commands.add_parser("config", help="check a config file, or print its JSON Schema")
     config_commands = config.add_subparsers(required=True, metavar="ACTION")
-    check = config_commands.add_parser("check", help="validate a config file and its plugins")
+    check = config_commands.add_parser(
+        "check", help="will `serve` start? every problem of a config file and its plugins, at once")
     check.add_argument("file", type=Path)
+    check.add_argument("--models", action="store_true",
+                       help="also load each model and check its signature, as `serve` does (slow)")
     check.set_defaults(run=_config_check)
     schema = config_commands.add_parser("schema", help="print the config's JSON Schema")
     schema.set_defaults(run=_config_schema)
@@ -94,11 +122,9 @@ def _load(path: Path, address: str | None = None) -> StreamserveConfig:
 
 def _serve(args: argparse.Namespace) -> int:
     config = _load(args.config, args.address)
-    # TensorFlow's C++ INFO lines (CPU features, oneDNN) are noise in a server log; warnings stay.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
     configure_logging(config.log_level, config.log_format)
     discovered = discover()
-    code = asyncio.run(_run_server(config, discovered, str(args.config)))
+    code = asyncio.run(_run_server(config, discovered, str(args.config), args.ready_file))
     # Everything is answered and closed. Skip the interpreter's teardown: unloading TensorFlow's
     # modules and threads takes seconds, which orchestrators count against the shutdown grace.
     logging.shutdown()
@@ -108,11 +134,20 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 async def _run_server(
-    config: StreamserveConfig, discovered: list[DiscoveredPlugin], source: str
+    config: StreamserveConfig, discovered: list[DiscoveredPlugin], source: str,
+    ready_file: Path | None = None,
 ) -> int:
     from streamserve.serving import Server  # grpc server pieces; not needed by other commands
+    from streamserve.serving.ready import ready_line, write_ready_file
 
     server = Server(config, discovered, source=source)
+
+    async def load() -> None:
+        await server.load_models()
+        log.info("%s", ready_line(server))
+        if ready_file is not None:
+            write_ready_file(ready_file, server)
+
     try:
         await server.start()
     except StreamserveError as exc:  # an address in use, say: one line, nothing left listening
@@ -131,7 +166,7 @@ async def _run_server(
         task.add_done_callback(reloads.discard)
 
     loop.add_signal_handler(signal.SIGHUP, reload)
-    loading = asyncio.create_task(server.load_models())
+    loading = asyncio.create_task(load())
     stop_wait = asyncio.create_task(stopping.wait())
     await asyncio.wait({loading, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
     if loading.done() and loading.exception() is not None:
@@ -161,22 +196,31 @@ def _plugins(args: argparse.Namespace) -> int:
         }
         for d in found
     ]
+    config = StreamserveConfig() if args.config is None else _load(args.config)
+    for row, plugin in zip(rows, found, strict=True):
+        row["status"] = not_configured(plugin.spec, config) or (
+            "enabled" if config.plugin(plugin.spec.name).enabled else "disabled in the config")
     if args.config is not None:
-        models = _model_status(_load(args.config), found, str(args.config))
+        models = _model_status(config, found, str(args.config))
         for row in rows:
             row["model"] = models.get(row["name"], {"enabled": False})
+    failed = [row["name"] for row in rows if row.get("model", {}).get("error")]
     if args.json:
         print(json.dumps(rows, indent=2))
-        return 0
-    if not rows:
-        print("no plugins installed (entry-point group streamserve.plugins)")
-    for row in rows:
-        print(f"{row['name']}  ({row['distribution']} {row['version']})")
-        print(f"  service  {row['service']}")
-        for method in row["methods"]:
-            print(f"  method   {method}")
-        if "model" in row:
-            print(f"  model    {_describe_model(row['model'])}")
+    else:
+        if not rows:
+            print("no plugins installed (entry-point group streamserve.plugins)")
+        for row in rows:
+            print(f"{row['name']}  ({row['distribution']} {row['version']})")
+            print(f"  service  {row['service']}")
+            for method in row["methods"]:
+                print(f"  method   {method}")
+            print(f"  status   {row['status']}")
+            if "model" in row and row["status"] == "enabled":
+                print(f"  model    {_describe_model(row['model'])}")
+    if failed:  # `serve` would not start: say so in the exit code too, for scripts and CI
+        print(f"streamserve: {', '.join(failed)}: model fails to load", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -189,14 +233,14 @@ def _model_status(
     status: dict[str, dict[str, Any]] = {}
     server = Server(config, found, source=source)
     for plugin in server.plugins:
-        if plugin.own is None:
+        if plugin.model is None:
             status[plugin.spec.name] = {
                 "enabled": True, "repository": server.repository.names(),
                 "models": {name: _load_status(served)
                            for name, served in server.repository.public.items()},
             }
             continue
-        status[plugin.spec.name] = {"enabled": True, **_load_status(plugin.own)}
+        status[plugin.spec.name] = {"enabled": True, **_load_status(plugin.model)}
     return status
 
 
@@ -236,12 +280,37 @@ def _describe_method(method: object) -> str:
 
 
 def _config_check(args: argparse.Namespace) -> int:
-    from streamserve.serving import Server
+    from streamserve.checks import check_config
 
-    config = _load(args.file)
-    server = Server(config, discover(), source=str(args.file))  # checks plugin sections too
-    print(f"{args.file}: OK; serves {', '.join(p.spec.name for p in server.plugins) or 'nothing'}"
-          f" on {config.server.address}")
+    checked = check_config(args.file, discover(), models=args.models)
+    for problem in sorted(checked.problems, key=lambda p: p.line or 0):  # in file order
+        print(problem, file=sys.stderr)
+    if checked.problems:
+        count = len(checked.problems)
+        print(f"streamserve: {count} problem{'s' if count > 1 else ''}: `serve` would not start",
+              file=sys.stderr)
+        return 2
+    assert checked.config is not None
+    print(f"{args.file}: OK; serves {', '.join(checked.served) or 'nothing'}"
+          f" on {checked.config.server.address}")
+    for name, reason in checked.not_configured.items():
+        print(f"  {name}: {reason}")
+    return 0
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from streamserve.inspect_model import describe
+
+    print(describe(args.model_dir))
+    return 0
+
+
+def _new_plugin(args: argparse.Namespace) -> int:
+    from streamserve.scaffold import write_plugin
+
+    written = write_plugin(args.name, args.dir)
+    print(f"wrote plugin {args.name!r} to {args.dir} ({len(written)} files); next:")
+    print(f"  cd {args.dir} && cat README.md")
     return 0
 
 

@@ -281,13 +281,48 @@ def parse_config(
 ) -> StreamserveConfig:
     """Validate YAML ``text``; relative model paths are taken relative to ``source``'s folder."""
     where = str(source) if source else "<config>"
+    data = read_yaml(text, where)
+    data = with_environment(data, where, env)
+    try:
+        config = StreamserveConfig.model_validate(data)
+    except ValidationError as exc:
+        lines = key_lines(text)
+        raise ConfigError(f"{where}: invalid configuration:\n{_describe(exc, lines=lines)}") from exc
+    return resolve_paths(config, source)
+
+
+def read_yaml(text: str, where: str) -> dict[str, Any]:
+    """The YAML mapping in ``text``; a syntax error names the file, line and column."""
     try:
         data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        raise ConfigError(f"{where}: not valid YAML {_yaml_problem(exc)}") from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"{where}: not valid YAML: {exc}") from exc
     data = {} if data is None else data
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: the top level must be a mapping, got {type(data).__name__}")
+    return data
+
+
+def yaml_error_line(exc: BaseException) -> int | None:
+    """The 1-based line of a YAML syntax error, if PyYAML knows it."""
+    mark = getattr(exc.__cause__ or exc, "problem_mark", None)
+    return None if mark is None else int(mark.line) + 1
+
+
+def _yaml_problem(exc: yaml.MarkedYAMLError) -> str:
+    # PyYAML's own str() names "<unicode string>" (it was given text): say where in our terms.
+    mark = exc.problem_mark or exc.context_mark
+    where = f"at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    problem = exc.problem or exc.context or "syntax error"
+    if exc.context and exc.context_mark and exc.problem:
+        problem += f" ({exc.context} at line {exc.context_mark.line + 1})"
+    return f"{where}: {problem}"
+
+
+def with_environment(data: dict[str, Any], where: str, env: dict[str, str] | None) -> dict[str, Any]:
+    """``data`` with the environment's overrides (``STREAMSERVE_ADDRESS``) applied."""
     env = dict(os.environ) if env is None else env
     if override := env.get(ADDRESS_ENV):
         try:
@@ -295,15 +330,44 @@ def parse_config(
         except ValueError as exc:
             raise ConfigError(f"{where}: environment variable {ADDRESS_ENV}: {exc}") from exc
         server = data.get("server") or {}
-        if isinstance(server, dict):  # anything else is reported by validation below
+        if isinstance(server, dict):  # anything else is reported by validation
             data = {**data, "server": {**server, "address": override}}
+    return data
+
+
+KeyPath = tuple[str | int, ...]
+
+
+def key_lines(text: str) -> dict[KeyPath, int]:
+    """The 1-based line of every key (and list item) in the YAML ``text``, by key path."""
     try:
-        config = StreamserveConfig.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(f"{where}: invalid configuration:\n{_describe(exc)}") from exc
-    if source is not None:
-        config = _resolve_paths(config, source.parent)
-    return config
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return {}
+    lines: dict[KeyPath, int] = {}
+
+    def walk(node: yaml.Node, path: KeyPath) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                child = (*path, str(key.value))
+                lines[child] = key.start_mark.line + 1
+                walk(value, child)
+        elif isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                lines[(*path, index)] = item.start_mark.line + 1
+                walk(item, (*path, index))
+
+    if root is not None:
+        walk(root, ())
+    return lines
+
+
+def line_of(lines: dict[KeyPath, int], path: KeyPath) -> int | None:
+    """The line of ``path``, or of its nearest parent in the file (a missing key's section)."""
+    for end in range(len(path), 0, -1):
+        if (line := lines.get(tuple(path[:end]))) is not None:
+            return line
+    return None
 
 
 def plugin_settings(
@@ -325,19 +389,34 @@ def plugin_settings(
         raise ConfigError(f"{where}: invalid configuration:\n{_describe(exc, prefix)}") from exc
 
 
-def _describe(exc: ValidationError, prefix: tuple[str, ...] = ()) -> str:
-    lines = []
+def validation_problems(
+    exc: ValidationError, prefix: KeyPath = ()
+) -> list[tuple[KeyPath, str]]:
+    """Each error of ``exc`` as (key path, message), in the file's terms."""
+    problems = []
     for err in exc.errors():
-        path = ".".join(str(p) for p in (*prefix, *err["loc"]))
         message = err["msg"]
         if err["type"] == "extra_forbidden":
             message = "unknown key (check its spelling; see docs/configuration.md)"
-        lines.append(f"  {path}: {message}")
-    return "\n".join(lines)
+        problems.append(((*prefix, *err["loc"]), message))
+    return problems
 
 
-def _resolve_paths(config: StreamserveConfig, base: Path) -> StreamserveConfig:
+def _describe(
+    exc: ValidationError, prefix: KeyPath = (), lines: dict[KeyPath, int] | None = None
+) -> str:
+    described = []
+    for path, message in validation_problems(exc, prefix):
+        line = line_of(lines or {}, path)
+        described.append(f"  {'.'.join(map(str, path))}: {message}" + (f" (line {line})" if line else ""))
+    return "\n".join(described)
+
+
+def resolve_paths(config: StreamserveConfig, source: Path | None) -> StreamserveConfig:
     """Paths in the file are relative to the file's folder, wherever the server is started from."""
+    if source is None:
+        return config
+    base = source.parent
 
     def rebase(section: _T, *fields: str) -> _T:
         update = {

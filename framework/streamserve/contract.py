@@ -1,18 +1,19 @@
 """The plugin contract: the one frozen object a plugin hands to the core.
 
 A plugin describes *what* to serve; the core does the serving (gRPC handlers, streams, batching,
-model loading, health, reflection, errors). For each RPC method of its protobuf service the plugin
-gives a :class:`Method`:
+model loading, health, reflection, errors). For each RPC method of its protobuf service that it
+serves the plugin gives a :class:`Method` (a method it gives none for answers UNIMPLEMENTED):
 
-``open_state(settings)``
+``open_state(context)``
     called when a call starts (the first message of a stream, or a unary request); the object it
     returns is the per-stream state, passed to every pre/postprocess of that call and dropped (after
     ``close_state``, if given) when the call ends, whether it completed, failed or was cancelled.
+    The :class:`Context` carries the plugin's settings (and a protocol plugin's models view).
 ``preprocess(request, state) -> Rows``
     turns one request message into model input rows: a mapping from each signature input name to a
     NumPy array whose first dimension is the number of rows (1 for a point, N for a chunk of N points,
-    0 when the message needs no model call). Raise :class:`streamserve.errors.InvalidArgument` for
-    bad input.
+    0 when the message needs no model call; ``{}``, no model at all: see
+    :meth:`Method.without_model`). Raise :class:`streamserve.errors.InvalidArgument` for bad input.
 ``postprocess(outputs, request, state) -> response``
     turns the model outputs for exactly those rows (an :class:`Outputs` mapping by signature output
     name, whose ``model_version`` says which model version scored them) into the response message;
@@ -30,8 +31,8 @@ model, named after the plugin. ``preprocess`` returns :data:`Rows`.
 
 *Protocol plugins* (Open Inference Protocol, TF Serving's API) declare ``signature=None``: they serve
 any model of the server's model repository (``model_repository:`` in the YAML), whose signatures are
-read from the SavedModels. Their ``open_state`` is called as ``open_state(settings, models)`` with a
-:class:`Models` view of the repository, and their ``preprocess`` returns :class:`Infer` (rows for a
+read from the SavedModels. Their ``open_state`` gets a :class:`Models` view of the repository as
+``context.models``, and their ``preprocess`` returns :class:`Infer` (rows for a
 model named by the request), or ``{}`` for a request that concerns no model (a liveness call). The
 core checks the rows against that model's signature (missing, unexpected, wrong dtype or shape:
 INVALID_ARGUMENT naming the input), answers NOT_FOUND for an unknown model or version and UNAVAILABLE
@@ -52,6 +53,7 @@ from google.protobuf.message import Message
 from pydantic import BaseModel
 
 __all__ = [
+    "Context",
     "Infer",
     "Method",
     "ModelInfo",
@@ -191,7 +193,19 @@ class Models(Protocol):
         ...
 
 
-def _no_state(settings: BaseModel | None, *models: Models) -> None:
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What ``open_state`` gets when a call starts: the same object for every call of a plugin."""
+
+    settings: Any = None
+    """The plugin's validated ``settings:`` (an instance of ``PluginSpec.settings``), or None for a
+    plugin that takes none."""
+    models: Models | None = None
+    """For a protocol plugin (``signature=None``): the live view of the model repository. None for a
+    model plugin, which is served its one model."""
+
+
+def _no_state(context: Context) -> None:
     return None
 
 
@@ -201,14 +215,34 @@ class Method:
 
     preprocess: Callable[[Any, Any], Rows | Infer]
     postprocess: Callable[[Outputs, Any, Any], Message | Iterable[Message]]
-    open_state: Callable[..., Any] = _no_state
-    """``open_state(settings)``; for a protocol plugin ``open_state(settings, models)``."""
+    open_state: Callable[[Context], Any] = _no_state
+    """``open_state(context)``: the per-call state (default: None)."""
     close_state: Callable[[Any], None] | None = None
     on_error: Callable[[Exception, Any, Any], Message] | None = None
     """For protocols that report errors in the stream rather than by ending it (Triton's
     ``ModelStreamInfer``): ``on_error(error, request, state)`` turns a request's deliberate error
     (a :class:`streamserve.errors.StreamserveError`: bad input, unknown model, model failure) into
     its response message, and the stream goes on. Unset: the error ends the call with its status."""
+
+    @classmethod
+    def without_model(
+        cls,
+        answer: Callable[[Any, Any], Message | Iterable[Message]],
+        *,
+        open_state: Callable[[Context], Any] = _no_state,
+        close_state: Callable[[Any], None] | None = None,
+    ) -> Method:
+        """A method that answers without a model call (metadata, liveness, a lookup in the state):
+        ``answer(request, state)`` returns the response (an iterable of them for a server-streaming
+        method). A model plugin's calls still wait for its model to be ready, as all its calls do;
+        a protocol plugin's are answered whatever the state of the repository."""
+        def no_model(request: Any, state: Any) -> Rows:
+            return {}  # the core's "no model at all"
+
+        def respond(outputs: Outputs, request: Any, state: Any) -> Message | Iterable[Message]:
+            return answer(request, state)
+
+        return cls(no_model, respond, open_state=open_state, close_state=close_state)
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,7 +254,8 @@ class PluginSpec:
     service: ServiceDescriptor
     """The protobuf service, from the generated module: ``DESCRIPTOR.services_by_name["..."]``."""
     methods: Mapping[str, Method]
-    """One :class:`Method` per RPC method name of ``service``; every method must be bound."""
+    """A :class:`Method` per RPC method name of ``service`` that the plugin serves; the others
+    answer UNIMPLEMENTED (naming the plugin), so a plugin need not stub what it does not serve."""
     signature: Signature | None
     """The SavedModel signature every method's rows are fed to; None for a protocol plugin, which
     serves the model repository (see the module docstring)."""

@@ -31,3 +31,8 @@ def configure_logging(level: str, format: Literal["text", "json"] = "text") -> N
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # TensorFlow's Python side logs INFO chatter when a plugin builds a model ("Assets written
+    # to ..."); its warnings stay, and DEBUG shows everything.
+    for chatty in ("tensorflow", "absl"):
+        logging.getLogger(chatty).setLevel(level if level == "DEBUG" else max(
+            logging.getLevelName(level), logging.WARNING))

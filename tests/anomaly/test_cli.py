@@ -126,3 +126,23 @@ async def test_evaluate_scores_a_small_corpus_over_grpc(
     assert len(folds) == 4 and sum(len(f["held_out"]) for f in folds) == 3
     assert "NAB standard score" in printed and "g/spike.csv" in printed and "leave files out" in printed
     assert "windowed Gaussian baseline" in printed and "Numenta HTM" in printed
+
+
+@pytest.mark.e2e
+def test_evaluate_serve_starts_its_own_server_and_stops_it(
+    tmp_path: Path, anomaly_model: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--serve CONFIG``: a `streamserve serve` child (streamserve.testing.serve_subprocess), ready by
+    its ready file, stopped with exit code 0 after the run."""
+    data = tmp_path / "nab"
+    spiky = write_series(data / "spike.csv", wave(1500, 5, spike_at=1200))
+    (data / "windows.json").write_text(json.dumps({"spike.csv": [[spiky[1150], spiky[1300]]]}))
+    config = tmp_path / "server.yaml"
+    config.write_text(f"plugins:\n  anomaly:\n    model_path: {anomaly_model}\n")
+
+    assert cli.main(["evaluate", "--data", str(data), "--serve", str(config),
+                     "--json", str(tmp_path / "r.json")]) == 0
+
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["points"] == 1500 and report["model_version"] == "1"
+    assert report["target"].startswith("127.0.0.1:") and not report["target"].endswith(":0")

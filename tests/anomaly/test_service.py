@@ -49,7 +49,7 @@ async def test_concurrent_streams_score_as_each_would_alone(server: Server) -> N
     for mixed, own in zip(together, alone, strict=True):
         assert [t for t, _ in mixed] == [t for t, _ in own]
         assert [s for _, s in mixed] == pytest.approx([s for _, s in own], abs=1e-6)
-    batcher = server.plugins[0].own.batcher
+    batcher = server.plugins[0].model.batcher
     assert batcher is not None and batcher.statistics.calls > 0
 
 

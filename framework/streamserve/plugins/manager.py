@@ -1,8 +1,9 @@
 """Finding plugins: entry points -> pluggy -> checked :class:`PluginSpec` objects.
 
 Every way a plugin can be unusable (it fails to import, registers nothing sensible, reuses another
-plugin's name, leaves an RPC method unbound) stops start-up with one :class:`PluginError` naming the
-plugin and the package it came from, before any port is opened.
+plugin's name, binds a method its service does not have) stops start-up with one
+:class:`PluginError` naming the plugin and the package it came from, before any port is opened.
+RPC methods it binds no Method to are allowed: they answer UNIMPLEMENTED.
 """
 
 from __future__ import annotations
@@ -134,9 +135,6 @@ def _check_spec(spec: object, origin: _Origin) -> PluginSpec:
                    "that serves the model repository", spec.name)
     declared = set(spec.methods)
     rpc_names = {m.name for m in spec.service.methods}
-    if missing := sorted(rpc_names - declared):
-        raise fail(f"no Method given for RPC method(s) {missing} of {spec.service.full_name}",
-                   spec.name)
     if unknown := sorted(declared - rpc_names):
         raise fail(
             f"Method(s) {unknown} are not RPC methods of {spec.service.full_name} "

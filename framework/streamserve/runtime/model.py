@@ -19,7 +19,7 @@ import numpy.typing as npt
 from streamserve.contract import Rows, Signature, TensorSpec
 from streamserve.errors import ModelLoadError, SignatureMismatch
 
-__all__ = ["Model", "load_model", "resolve_version", "use_threads"]
+__all__ = ["Model", "load_model", "prepare_tensorflow", "resolve_version", "use_threads"]
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,14 @@ def use_threads(intra_op: int, inter_op: int) -> None:
                     "inter_op_threads=%d apply after a restart", intra_op, inter_op)
         return
     _THREADS.intra_op, _THREADS.inter_op = intra_op, inter_op
+
+
+def prepare_tensorflow() -> None:
+    """Import TensorFlow and size its thread pools now: before a plugin's ``default_model()`` runs
+    TensorFlow (training its model), after which the pools could no longer be sized."""
+    from streamserve.runtime.tfimport import import_tensorflow
+
+    _apply_threads(import_tensorflow())
 
 
 def _apply_threads(tf: Any) -> None:

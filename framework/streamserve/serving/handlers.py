@@ -25,7 +25,7 @@ from google.protobuf.message import DecodeError, Message
 from google.protobuf.message_factory import GetMessageClass
 
 from streamserve.config import ServerConfig
-from streamserve.contract import Infer, Method, Outputs, Rows
+from streamserve.contract import Context, Infer, Method, Outputs, Rows
 from streamserve.errors import Cancelled, InvalidArgument, ResourceExhausted, StreamserveError
 from streamserve.runtime import Batcher
 from streamserve.serving.calls import Call, Calls
@@ -46,6 +46,8 @@ def service_handler(
     handlers = {}
     route = _router(plugin, repository)
     for rpc in service.methods:
+        if rpc.name not in plugin.spec.methods:
+            continue  # not served: serving/unbound.py answers UNIMPLEMENTED
         endpoint = MethodEndpoint(rpc, plugin, route, repository, calls, metrics, limits)
         if rpc.client_streaming:
             handlers[rpc.name] = grpc.stream_stream_rpc_method_handler(endpoint.bidi)
@@ -62,7 +64,7 @@ count."""
 
 
 def _router(plugin: ServedPlugin, repository: Repository) -> Route:
-    own = plugin.own
+    own = plugin.model
     if own is None:  # a protocol plugin: the request names a model of the repository
 
         def route(result: Any) -> tuple[Batcher | None, Rows, int]:
@@ -79,6 +81,8 @@ def _router(plugin: ServedPlugin, repository: Repository) -> Route:
         if isinstance(result, Infer):
             raise TypeError(f"plugin {plugin.spec.name!r} declares a signature: its preprocess "
                             "returns Rows for its own model, not streamserve.Infer")
+        if isinstance(result, Mapping) and not result:  # no model at all (Method.without_model)
+            return None, result, 0
         return own.require_ready(), result, _row_count(result)
 
     return route_own
@@ -106,13 +110,12 @@ class MethodEndpoint:
         self._response = GetMessageClass(rpc.output_type)
         self._max_receive = limits.max_receive_message_bytes
         self._max_send = limits.max_send_message_bytes
-        settings = plugin.settings
-        own = plugin.own
+        own = plugin.model
+        context = Context(plugin.settings, repository if own is None else None)
+        self._open: Callable[[], Any] = lambda: method.open_state(context)
         if own is None:
-            self._open: Callable[[], Any] = lambda: method.open_state(settings, repository)
             self.ready: Callable[[], object] = lambda: None  # readiness is per model and per request
         else:
-            self._open = lambda: method.open_state(settings)
             self.ready = own.require_ready  # refuse at once, before reading anything
 
     # -- the three kinds of call ----------------------------------------------------------------

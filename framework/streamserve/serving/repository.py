@@ -23,7 +23,7 @@ import numpy as np
 from streamserve.config import BatchingConfig, RepositoryConfig
 from streamserve.contract import Infer, ModelInfo, ModelStatistics, Rows, Signature, TensorSpec
 from streamserve.errors import ConfigError, InvalidArgument, ModelLoadError, NotFound, Unavailable
-from streamserve.runtime import Batcher, CallStatistics, Model, load_model
+from streamserve.runtime import Batcher, CallStatistics, Model, load_model, prepare_tensorflow
 
 __all__ = ["Repository", "ServedModel"]
 
@@ -59,6 +59,7 @@ class ServedModel:
         if self.refused is not None:
             raise ModelLoadError(self.refused)
         if directory is None:
+            prepare_tensorflow()  # a default model may be built with TensorFlow: pools first
             try:
                 directory = self.locate()
             except ModelLoadError:

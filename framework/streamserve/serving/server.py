@@ -25,11 +25,12 @@ from streamserve.runtime import Batcher, Model, resolve_version, use_threads
 from streamserve.serving.calls import Calls
 from streamserve.serving.handlers import service_handler
 from streamserve.serving.metrics import Metrics
-from streamserve.serving.plugin import ServedPlugin
+from streamserve.serving.plugin import ServedPlugin, not_configured
 from streamserve.serving.ports import AddressInUse, ensure_free
 from streamserve.serving.reflection import enable_reflection
 from streamserve.serving.repository import Repository, ServedModel
 from streamserve.serving.security import TransportSecurity, serve_health_only
+from streamserve.serving.unbound import UnboundMethods
 
 __all__ = ["ServedPlugin", "Server", "model_health_name"]
 
@@ -57,6 +58,12 @@ class Server:
                 f"{source}: plugins.{unknown[0]}: no installed plugin has this name "
                 f"(installed: {', '.join(sorted(by_name)) or 'none'}; see `streamserve plugins`)"
             )
+        self.not_configured = {
+            d.spec.name: reason for d in discovered if (reason := not_configured(d.spec, config))
+        }
+        """Installed plugins left out because the config does not say what they should serve."""
+        for name, reason in self.not_configured.items():
+            log.info("plugin %r is %s", name, reason)
         self.plugins = [
             ServedPlugin(
                 spec=d.spec,
@@ -65,7 +72,7 @@ class Server:
                 distribution=d.distribution,
             )
             for d in discovered
-            if config.plugin(d.spec.name).enabled
+            if config.plugin(d.spec.name).enabled and d.spec.name not in self.not_configured
         ]
         services = [p.service_name for p in self.plugins]
         if len(set(services)) != len(services):
@@ -73,8 +80,8 @@ class Server:
         self.repository = Repository()
         """Every model served: each model plugin's own, and the model repository's."""
         for plugin in self.plugins:
-            if plugin.own is not None:
-                self.repository.models[plugin.spec.name] = plugin.own
+            if plugin.model is not None:
+                self.repository.models[plugin.spec.name] = plugin.model
         self.repository.add_repository(config.model_repository, source=source)
         self.health = health.aio.HealthServicer()
         self.calls = Calls(config.server.max_concurrent_streams, config.server.stream_idle_timeout_seconds)
@@ -154,8 +161,9 @@ class Server:
             ]
         )
         server.add_generic_rpc_handlers(
-            [service_handler(p, self.repository, self.calls, self.metrics, limits)
-             for p in self.plugins]
+            [*(service_handler(p, self.repository, self.calls, self.metrics, limits)
+               for p in self.plugins),
+             UnboundMethods(self.plugins)]
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         if limits.reflection:
@@ -196,7 +204,7 @@ class Server:
         for model in self.repository.all():
             await self._load(model, fatal=self.config.on_plugin_error == "fail")
         for plugin in self.plugins:
-            own = plugin.own
+            own = plugin.model
             if own is None or own.batcher is not None:
                 await self.health.set(plugin.service_name, SERVING)
         for model in self.repository.all():
@@ -303,7 +311,7 @@ class Server:
         self.metrics.watch_queue(served.name, lambda: float(_queued_rows(served)))
         self.metrics.model_served(served.name, model.version, model.runner, model.runner_reason)
         for plugin in self.plugins:
-            if plugin.own is served:
+            if plugin.model is served:
                 await self.health.set(plugin.service_name, SERVING)
         for name, entry in self.repository.public.items():
             if entry is served:

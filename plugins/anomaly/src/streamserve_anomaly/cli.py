@@ -169,7 +169,7 @@ def _score(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from streamserve_anomaly.evaluate import evaluate, print_report, running_server
+    from streamserve_anomaly.evaluate import evaluate, print_report
 
     leave_out = None
     if args.leave_out == "default":
@@ -181,13 +181,17 @@ def _evaluate(args: argparse.Namespace) -> int:
     progress = _ProgressLine("streaming the corpus")
     try:
         if args.serve is not None:
-            with running_server(args.serve) as address:
-                result = evaluate(args.data, address, progress=progress, leave_out_model=leave_out)
+            from streamserve.testing import serve_subprocess
+
+            service = "anomaly_detection.AnomalyDetectionService"
+            with serve_subprocess(args.serve, services=[service], timeout=300) as server:
+                result = evaluate(args.data, server.address, progress=progress,
+                                  leave_out_model=leave_out)
         else:
             result = evaluate(args.data, args.target, progress=progress, leave_out_model=leave_out)
     finally:
         progress.close()
-    print_report(result)
+    print_report(result, sys.stdout)  # the stdout of now (its default is bound at import)
     if args.json:
         args.json.write_text(json.dumps(result.to_json(), indent=2) + "\n")
     return 0

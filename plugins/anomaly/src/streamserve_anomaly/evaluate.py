@@ -13,29 +13,20 @@ the run (what ``make nab`` does), so one command reproduces the published number
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import os
-import re
-import signal
-import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-import grpc
 import numpy as np
 
 from streamserve_anomaly import nab, tuning
 from streamserve_anomaly.baseline import windowed_gaussian
 from streamserve_anomaly.client import Progress, score_series
 
-__all__ = ["PROFILES", "PUBLISHED", "REFERENCES", "Evaluation", "evaluate", "print_report",
-           "running_server"]
+__all__ = ["PROFILES", "PUBLISHED", "REFERENCES", "Evaluation", "evaluate", "print_report"]
 
 PUBLISHED = {
     "ARTime": 74.9,
@@ -57,8 +48,6 @@ one that rewards few false negatives."""
 
 REFERENCES = {"ARTime": "ARTime", "numenta": "Numenta HTM", "contextOSE": "CAD OSE"}
 """Published detectors whose per-point scores a corpus may hold in ``reference/<folder>/``."""
-
-_LISTENING = re.compile(r"listening on (\S+:\d+)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,55 +216,3 @@ def print_report(result: Evaluation, out: TextIO = sys.stdout) -> None:
     print(f"published on the full NAB corpus (standard), for reference: {published}", file=out)
     print(f"{result.points} points, {len(files[0])} series, model version "
           f"{result.model_version!r}, streamed in {result.seconds:.1f} s", file=out)
-
-
-@contextlib.contextmanager
-def running_server(config: Path, timeout: float = 300.0) -> Iterator[str]:
-    """``streamserve serve --config CONFIG`` on an ephemeral loopback port; yields its address once
-    the anomaly service is SERVING, and stops it with SIGTERM on exit."""
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-    command = [sys.executable, "-m", "streamserve", "serve", "--config", str(config),
-               "--address", "127.0.0.1:0"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               env=os.environ.copy())
-    log: list[str] = []
-    found: list[str] = []
-    ready = threading.Event()
-
-    def pump() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            log.append(line)
-            if not found and (match := _LISTENING.search(line)):
-                found.append(match.group(1))
-                ready.set()
-        ready.set()
-
-    reader = threading.Thread(target=pump, daemon=True)
-    reader.start()
-    try:
-        if not ready.wait(timeout) or not found:
-            raise RuntimeError("the server did not start:\n" + "".join(log))
-        address = found[0]
-        deadline = time.monotonic() + timeout
-        with grpc.insecure_channel(address) as channel:
-            health = health_pb2_grpc.HealthStub(channel)
-            request = health_pb2.HealthCheckRequest(service="anomaly_detection.AnomalyDetectionService")
-            while True:
-                with contextlib.suppress(grpc.RpcError):
-                    if health.Check(request, timeout=5).status == health_pb2.HealthCheckResponse.SERVING:
-                        break
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError("the anomaly service did not become SERVING:\n" + "".join(log))
-                time.sleep(0.2)
-        yield address
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        reader.join(timeout=10)

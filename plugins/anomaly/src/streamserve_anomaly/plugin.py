@@ -52,6 +52,11 @@ def default_model_dir() -> Path:
         raise
 
 
+def open_state(context: streamserve.Context) -> detector.StreamState:
+    """A call's state: its series, scored with the plugin's settings."""
+    return detector.open_state(context.settings)
+
+
 SPEC = streamserve.PluginSpec(
     name="anomaly",
     service=anomaly_detection_pb2.DESCRIPTOR.services_by_name["AnomalyDetectionService"],
@@ -59,12 +64,12 @@ SPEC = streamserve.PluginSpec(
         "DetectAnomalyStream": streamserve.Method(
             preprocess=detector.preprocess_point,
             postprocess=detector.postprocess_point,
-            open_state=detector.open_state,
+            open_state=open_state,
         ),
         "DetectAnomalyChunks": streamserve.Method(
             preprocess=detector.preprocess_chunk,
             postprocess=detector.postprocess_chunk,
-            open_state=detector.open_state,
+            open_state=open_state,
         ),
     },
     signature=SIGNATURE,

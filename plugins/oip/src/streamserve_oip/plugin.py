@@ -11,20 +11,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from pydantic import BaseModel
-
 import streamserve
-from streamserve import Infer, Method, Models, Outputs, Rows
+from streamserve import Context, Infer, Method, Models, Outputs, Rows
 from streamserve_oip import infer, metadata, statistics
 from streamserve_oip._proto import grpc_inference_pb2
 
 __all__ = ["SPEC", "open_state", "streamserve_register"]
 
 
-def open_state(settings: BaseModel | None, models: Models) -> Models:
+def open_state(context: Context) -> Models:
     """Each call's state is the repository view itself: the protocol keeps nothing between messages
     (a ModelStreamInfer stream is independent requests, answered in order)."""
-    return models
+    assert context.models is not None  # a protocol plugin (signature=None) always gets the view
+    return context.models
 
 
 def _method(

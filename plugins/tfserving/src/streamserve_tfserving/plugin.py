@@ -11,10 +11,10 @@ cheap: no TensorFlow (see :mod:`streamserve_tfserving.apis`).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import Any
 
 import streamserve
-from streamserve import Infer, Method, Models, Outputs, PluginSpec, Unimplemented
+from streamserve import Context, Infer, Method, Models, Outputs, PluginSpec
 from streamserve_tfserving import metadata, predict
 from streamserve_tfserving.apis import PREDICTION_SERVICE
 
@@ -23,22 +23,10 @@ __all__ = ["SERVED_METHODS", "SPEC", "streamserve_register"]
 SERVED_METHODS = ("Predict", "GetModelMetadata")
 
 
-def open_state(settings: None, models: Models) -> Models:
+def open_state(context: Context) -> Models:
     """A call's state is the repository view: requests name their model."""
-    return models
-
-
-def _unimplemented(method: str) -> Method:
-    def refuse(request: Any, models: Models) -> Infer:
-        raise Unimplemented(
-            f"{method} is not served by streamserve's TF Serving API (it serves "
-            f"{' and '.join(SERVED_METHODS)}); call Predict with the model's signature instead"
-        )
-
-    def never(outputs: Outputs, request: Any, models: Models) -> NoReturn:
-        raise AssertionError(f"{method} never reaches a model")
-
-    return _method(refuse, never)
+    assert context.models is not None  # a protocol plugin (signature=None) always gets the view
+    return context.models
 
 
 def _method(
@@ -53,11 +41,8 @@ SPEC = PluginSpec(
     methods={
         "Predict": _method(predict.preprocess, predict.postprocess),
         "GetModelMetadata": _method(metadata.preprocess, metadata.postprocess),
-        **{
-            rpc.name: _unimplemented(rpc.name)
-            for rpc in PREDICTION_SERVICE.methods
-            if rpc.name not in SERVED_METHODS
-        },
+        # Classify, Regress, MultiInference are not bound: the core answers them UNIMPLEMENTED,
+        # naming the methods served.
     },
     signature=None,
     extra={
