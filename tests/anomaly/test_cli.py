@@ -123,7 +123,9 @@ async def test_evaluate_scores_a_small_corpus_over_grpc(
     # The reference found one of two windows early: half of the perfect score, the same code scoring.
     assert 45.0 < htm["profiles"]["standard"]["score"] < 50.0
     score, folds = report["left_out"]
-    assert len(folds) == 4 and sum(len(f["held_out"]) for f in folds) == 3
+    # Three files, three groups of one: each scored with what the other two chose.
+    assert math.isfinite(score) and score <= 100.0
+    assert [len(f["held_out"]) for f in folds] == [1, 1, 1]
     assert "NAB standard score" in printed and "g/spike.csv" in printed and "leave files out" in printed
     assert "windowed Gaussian baseline" in printed and "Numenta HTM" in printed
 

@@ -107,7 +107,11 @@ def _profile(corpus: list[nab.LabelledSeries], scores: list[Any], costs: nab.Cos
 
 
 def _threshold_left_out(corpus: list[nab.LabelledSeries], scores: list[Any], folds: int = 4) -> float:
-    """Standard score when each group of files is scored at the threshold the others chose."""
+    """Standard score when each group of files is scored at the threshold the others chose (NaN for
+    a corpus of one file: there are no others)."""
+    folds = min(folds, len(corpus))
+    if folds < 2:
+        return float("nan")
     raw = 0.0
     for k in range(folds):
         train = [i for i in range(len(corpus)) if i % folds != k]
@@ -168,7 +172,7 @@ def evaluate(
                            [windowed_gaussian(s.values) for s in corpus])]
     detectors += [_detector(label, corpus, scores) for label, scores in _references(data, corpus)]
     left_out = None
-    if leave_out_model is not None:
+    if leave_out_model is not None and len(corpus) >= 2:
         left_out = tuning.leave_files_out(corpus, tuning.model_errors(corpus, leave_out_model))
     return Evaluation(
         data=str(data),

@@ -4,8 +4,9 @@ Much of what is measured follows the clock: traffic, load, temperature, taxi rid
 perfectly ordinary for the series can be wrong for the hour (a Monday that looks like a Sunday, a
 holiday, a daily job that did not run). Per series:
 
-1. The series' **level** (its values smoothed, see :mod:`~streamserve_anomaly.online`) is written into a ring of time buckets, ``BUCKET_SECONDS`` wide and ``DAYS_KEPT`` days long,
-   keyed by the point's timestamp.
+1. The series' **level** (its values smoothed, see :mod:`~streamserve_anomaly.online`) is written
+   into a ring of time buckets, ``BUCKET_SECONDS`` wide and ``DAYS_KEPT`` days long, keyed by the
+   point's timestamp.
 2. The **deviation** of the level now is its distance to the level in the same bucket 1, 2 and 7
    days ago, the *closest* of those that exist: the series only has to resemble one of its recent
    habits (yesterday, the day before, or the same day last week), so a weekly rhythm does not make

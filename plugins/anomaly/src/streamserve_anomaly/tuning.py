@@ -86,7 +86,11 @@ def leave_files_out(
     grid: Mapping[str, Sequence[Any]] = GRID,
     costs: nab.CostMatrix = nab.STANDARD,
 ) -> tuple[float, list[Fold]]:
-    """The corpus score of held-out files, each group scored with what the others chose."""
+    """The corpus score of held-out files, each group scored with what the others chose (in at most
+    as many groups as there are files; at least two files are needed)."""
+    folds = min(folds, len(corpus))
+    if folds < 2:
+        raise ValueError("leaving files out needs at least two files")
     names = list(grid)
     candidates = [dict(zip(names, combo, strict=True)) for combo in itertools.product(*grid.values())]
     scored = [score_corpus(corpus, errors, AnomalySettings(**c)) for c in candidates]
