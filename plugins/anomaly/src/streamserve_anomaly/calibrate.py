@@ -23,6 +23,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+import numpy.typing as npt
+from scipy.signal import lfilter
+from scipy.special import erfc
+
 from streamserve_anomaly.signature import WINDOW
 from streamserve_anomaly.stats import EwStats, alpha_of
 
@@ -45,6 +50,14 @@ def score_of_z(z: float) -> float:
     """The score of one standardised averaged error (plain floats: the point path)."""
     q = 0.5 * math.erfc(z / _SQRT2)
     return min(1.0, max(0.0, math.log(q + LIKELIHOOD_FLOOR) / math.log(LIKELIHOOD_FLOOR)))
+
+
+def _scores_of_z(z: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    q = 0.5 * erfc(z / _SQRT2)
+    score = np.log(q + LIKELIHOOD_FLOOR) / math.log(LIKELIHOOD_FLOOR)
+    np.minimum(score, 1.0, out=score)
+    np.maximum(score, 0.0, out=score)
+    return score
 
 
 @dataclass(slots=True)
@@ -95,3 +108,26 @@ class Calibrator:
             score = score_of_z((avg - mean) / std)
         stats.fold(avg)
         return score
+
+    def chunk(self, errors: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        """:meth:`point` for every error of a chunk, in order (the same recursions as IIR filters)."""
+        n = len(errors)
+        scores = np.zeros(n)
+        skip = min(n, max(0, WINDOW - self.scored))
+        first = self.scored + skip  # the series index of errors[skip]
+        self.scored += n
+        if skip == n:
+            return scores
+        rest = errors[skip:]
+        if first == WINDOW:
+            self.avg = float(rest[0])
+        b = self.avg_beta
+        avgs = lfilter([self.avg_alpha], [1.0, -b], rest, zi=[b * self.avg])[0]
+        self.avg = float(avgs[-1])
+        means, variances = self.stats.fold_many(avgs)
+        start = max(0, self.warmup_points - first)
+        if start < len(rest):
+            m = means[start:]
+            std = np.maximum(np.maximum(np.sqrt(variances[start:]), REL_ERROR_STD * m), MIN_ERROR_STD)
+            scores[skip + start :] = _scores_of_z((avgs[start:] - m) / std)
+        return scores

@@ -8,9 +8,10 @@ core may preprocess a stream's next message before the previous one is postproce
 
 ``DetectAnomalyStream`` (one point per message) is the per-message hot path: plain Python floats and
 one small array per point. ``DetectAnomalyChunks`` turns a chunk of N points into N model rows with
-NumPy over the whole chunk (the same recursions, see :mod:`~streamserve_anomaly.stats`), and scores
-them with the very :meth:`OnlineDetector.point` the point method calls, point after point, so the
-same data gives the same scores through either method.
+NumPy over the whole chunk (the same recursions, see :mod:`~streamserve_anomaly.stats`) and scores
+them with :meth:`OnlineDetector.chunk`, NumPy again, written to compute what
+:meth:`OnlineDetector.point` computes point after point, so the same data gives the same scores
+through either method.
 """
 
 from __future__ import annotations
@@ -126,11 +127,11 @@ def postprocess_chunk(outputs: Outputs, chunk: DataChunk, state: StreamState) ->
     reply = ScoreChunk(series_id=chunk.series_id, model_version=outputs.model_version)
     if not chunk.values:
         return reply  # no rows: the core made no model call, there is nothing to score
-    score = state.series[chunk.series_id].detector.point
-    # The point method's floats, point by point: float32 values widened exactly as a DataPoint's.
-    scores = list(map(score, chunk.values, chunk.timestamps, outputs[ERROR].tolist()))
-    threshold = state.settings.threshold
-    reply.scores.extend(scores)
+    values = np.asarray(chunk.values, dtype=np.float64)  # each float32 widened as a DataPoint's
+    timestamps = np.asarray(chunk.timestamps, dtype=np.int64)
+    errors = outputs[ERROR].astype(np.float64)
+    scores = state.series[chunk.series_id].detector.chunk(values, timestamps, errors)
+    reply.scores.extend(scores.tolist())
     reply.timestamps.extend(chunk.timestamps)
-    reply.is_anomaly.extend([s >= threshold for s in scores])
+    reply.is_anomaly.extend((scores >= state.settings.threshold).tolist())
     return reply

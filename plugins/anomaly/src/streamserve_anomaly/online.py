@@ -25,6 +25,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+import numpy.typing as npt
+from scipy.signal import lfilter
+
 from streamserve_anomaly.calibrate import Calibrator
 from streamserve_anomaly.records import RecordRange
 from streamserve_anomaly.seasonal import SeasonalProfile
@@ -33,6 +37,8 @@ from streamserve_anomaly.shapes import ShapeMemory
 from streamserve_anomaly.stats import alpha_of
 
 __all__ = ["LEVEL_HALFLIFE", "SCALE", "OnlineDetector"]
+
+Floats = npt.NDArray[np.float64]
 
 LEVEL_HALFLIFE = 6.0
 """Points after which a value weighs half in the smoothed level: enough to ignore one noisy point."""
@@ -52,6 +58,8 @@ class OnlineDetector:
     seasonal: SeasonalProfile
     predictor: Calibrator
     level_alpha: float
+    level_beta: float
+    """``1 - level_alpha``, computed once so both paths use the very same coefficient."""
     level: float = math.nan
     index: int = 0
     quiet_until: int = 0
@@ -72,13 +80,15 @@ class OnlineDetector:
                 warmup_points=settings.warmup_points,
             ),
             alpha_of(LEVEL_HALFLIFE),
+            1.0 - alpha_of(LEVEL_HALFLIFE),
         )
 
     def point(self, value: float, timestamp: int, error: float) -> float:
         """The score of the series' next point: its value, timestamp and model error."""
         settings = self.settings
         level = self.level
-        level = value if level != level else self.level_alpha * (value - level) + level
+        # In lfilter's operation order, so that chunk() computes bitwise the same levels.
+        level = value if level != level else self.level_alpha * value + self.level_beta * level
         self.level = level
         excess = self.value.excess(value)
         found = self.level_record.excess(level)
@@ -101,3 +111,43 @@ class OnlineDetector:
         if score >= settings.rest_score:
             self.quiet_until = index + 1 + settings.rest_points
         return score
+
+    def chunk(self, values: Floats, timestamps: npt.NDArray[np.int64], errors: Floats) -> Floats:
+        """:meth:`point` for every point of a chunk, in order, with NumPy over the whole chunk.
+
+        Bitwise the scores of :meth:`point` but for the ``prediction`` channel, whose likelihood
+        NumPy's ``erfc`` may round differently in the last place.
+        """
+        settings = self.settings
+        n = len(values)
+        if n == 0:
+            return np.zeros(0)
+        b = self.level_beta
+        if self.level != self.level:  # the series' first point is its level
+            levels = np.concatenate(([values[0]], lfilter([self.level_alpha], [1.0, -b], values[1:],
+                                                          zi=[b * values[0]])[0]))
+        else:
+            levels = lfilter([self.level_alpha], [1.0, -b], values, zi=[b * self.level])[0]
+        self.level = float(levels[-1])
+        # fmax, not maximum: a channel weighted 0 gives -inf * 0 = NaN, which point() ignores too.
+        excess = self.value.chunk(values)
+        excess = np.fmax(excess, self.level_record.chunk(levels))
+        excess = np.fmax(excess, self.shapes.chunk(values))
+        with np.errstate(invalid="ignore"):
+            excess = np.fmax(excess, self.seasonal.chunk(levels, timestamps) * settings.time_weight)
+        excess = np.fmax(excess, self.predictor.chunk(errors) * settings.prediction_weight)
+        first = self.index
+        self.index = first + n
+        scores = np.zeros(n)
+        positive = excess > 0.0
+        scores[positive] = excess[positive] / (excess[positive] + SCALE)
+        scores[: max(0, min(n, settings.warmup_points - first))] = 0.0
+        quiet = self.quiet_until
+        scores[: max(0, min(n, quiet - first))] = 0.0
+        for alarm in np.flatnonzero(scores >= settings.rest_score).tolist():
+            if first + alarm < quiet or scores[alarm] == 0.0:
+                continue
+            quiet = first + alarm + 1 + settings.rest_points
+            scores[alarm + 1 : quiet - first] = 0.0
+        self.quiet_until = quiet
+        return scores

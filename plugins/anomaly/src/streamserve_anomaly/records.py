@@ -13,6 +13,9 @@ The horizon forgets: a record set weeks ago does not hide a smaller excursion to
 the extremes of ``BLOCKS`` blocks of ``horizon / BLOCKS`` points each (a ring), so a feature costs a
 few hundred bytes whatever the horizon, and the range covers between ``horizon`` and
 ``horizon * (1 + 1 / BLOCKS)`` earlier points.
+
+:meth:`RecordRange.excess` takes one value (plain floats: the point path); :meth:`RecordRange.chunk`
+takes many at once (NumPy, one pass per block) and gives bitwise the same numbers.
 """
 
 from __future__ import annotations
@@ -20,7 +23,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
+import numpy.typing as npt
+
 __all__ = ["BLOCKS", "RecordRange"]
+
+Floats = npt.NDArray[np.float64]
 
 BLOCKS = 24
 """Blocks the horizon is kept in: the resolution with which old extremes are forgotten."""
@@ -74,9 +82,44 @@ class RecordRange:
             self.low = x
         self.filled += 1
         if self.filled == self.block_size:
-            self.highs.append(self.high)
-            self.lows.append(self.low)
-            if len(self.highs) > BLOCKS:
-                del self.highs[0], self.lows[0]
-            self.done_high, self.done_low = max(self.highs), min(self.lows)
-            self.high, self.low, self.filled = -math.inf, math.inf, 0
+            self._close_block()
+
+    def _close_block(self) -> None:
+        self.highs.append(self.high)
+        self.lows.append(self.low)
+        if len(self.highs) > BLOCKS:
+            del self.highs[0], self.lows[0]
+        self.done_high, self.done_low = max(self.highs), min(self.lows)
+        self.high, self.low, self.filled = -math.inf, math.inf, 0
+
+    def chunk(self, xs: Floats, *, both: bool = True, scored: npt.NDArray[np.bool_] | None = None
+              ) -> Floats:
+        """:meth:`excess` of every value of ``xs`` in order (where ``scored`` is False: :meth:`fold`
+        only, and -inf)."""
+        n = len(xs)
+        out = np.full(n, -np.inf)
+        start = 0
+        while start < n:
+            stop = min(n, start + self.block_size - self.filled)  # up to the end of this block
+            part = xs[start:stop]
+            # The block's extremes before each value: its earlier values, then this part's.
+            highs = np.maximum.accumulate(np.concatenate(([self.high], part)))
+            lows = np.minimum.accumulate(np.concatenate(([self.low], part)))
+            high = np.maximum(highs[:-1], self.done_high)
+            low = np.minimum(lows[:-1], self.done_low)
+            known = high >= low
+            with np.errstate(invalid="ignore", divide="ignore"):
+                span = np.maximum(high - low, MIN_SPAN)
+                result = (part - high) / span
+                if both:
+                    result = np.maximum(result, (low - part) / span)
+            result[~known] = -np.inf
+            out[start:stop] = result
+            self.high, self.low = float(highs[-1]), float(lows[-1])
+            self.filled += stop - start
+            if self.filled == self.block_size:
+                self._close_block()
+            start = stop
+        if scored is not None:
+            out[~scored] = -np.inf
+        return out

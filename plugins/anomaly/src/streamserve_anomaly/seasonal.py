@@ -25,9 +25,14 @@ import math
 from array import array
 from dataclasses import dataclass, field
 
+import numpy as np
+import numpy.typing as npt
+
 from streamserve_anomaly.records import RecordRange
 
 __all__ = ["BUCKET_SECONDS", "DAYS_KEPT", "LAG_DAYS", "SeasonalProfile"]
+
+Floats = npt.NDArray[np.float64]
 
 DAY = 86_400
 BUCKET_SECONDS = 600
@@ -81,3 +86,50 @@ class SeasonalProfile:
             self.record.fold(deviation)
             return -math.inf
         return self.record.excess(deviation, both=False)
+
+    def chunk(self, levels: Floats, timestamps: npt.NDArray[np.int64]) -> Floats:
+        """:meth:`point` for every (level, timestamp) in order, with NumPy over the whole chunk.
+
+        Needs timestamps in non-decreasing order (a chunk's points are in time order); otherwise it
+        runs :meth:`point` one by one.
+        """
+        n = len(levels)
+        if n == 0:
+            return np.zeros(0)
+        if np.any(np.diff(timestamps) < 0):
+            pairs = zip(levels.tolist(), timestamps.tolist(), strict=True)
+            return np.array([self.point(level, timestamp) for level, timestamp in pairs])
+        buckets = timestamps // BUCKET_SECONDS
+        ring_buckets = np.frombuffer(self.buckets, dtype=np.int64)
+        ring_levels = np.frombuffer(self.levels, dtype=np.float64)
+        deviation = np.full(n, np.inf)
+        for lag in _LAG_BUCKETS:
+            then = buckets - lag
+            # Written earlier in this chunk? Its last write comes before this point (then < bucket,
+            # and buckets do not decrease). Else the ring as it was: no point of this chunk can
+            # have overwritten that slot yet (it would be RING buckets later than `then`, later
+            # than this point).
+            last = np.searchsorted(buckets, then, side="right") - 1
+            inside = (last >= 0) & (buckets[np.maximum(last, 0)] == then)
+            slots = then % RING
+            before = ~inside & (ring_buckets[slots] == then)
+            found = np.full(n, np.inf)
+            found[inside] = levels[last[inside]]
+            found[before] = ring_levels[slots[before]]
+            distance = np.abs(levels - found)
+            distance[~(inside | before)] = np.inf
+            deviation = np.minimum(deviation, distance)
+        # Then the writes: each slot keeps the last level of its last bucket.
+        slots = buckets % RING
+        order = np.unique(slots[::-1], return_index=True)[1]
+        last_of_slot = n - 1 - order
+        ring_levels[slots[last_of_slot]] = levels[last_of_slot]
+        ring_buckets[slots[last_of_slot]] = buckets[last_of_slot]
+        found_any = np.isfinite(deviation)
+        if self.scored_from == math.inf and found_any.any():
+            self.scored_from = int(timestamps[np.argmax(found_any)]) + DAY
+        out = np.full(n, -np.inf)
+        values = deviation[found_any]
+        scored = timestamps[found_any] >= self.scored_from
+        out[found_any] = self.record.chunk(values, both=False, scored=scored)
+        return out

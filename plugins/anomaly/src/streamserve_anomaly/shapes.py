@@ -6,15 +6,20 @@ flat stretch where the series always moves, a dip at the wrong moment, denser sp
 
 1. **Downsample**: every ``STEP`` points become one level, their mean (robust to single-point noise,
    and six times fewer comparisons).
-2. **Shape**: the last ``LENGTH`` levels, placed in the series' range so far (0 at its minimum, 1 at
-   its maximum) and quantised to ``1 / 255`` of it (one byte per level).
-3. **Novelty**: the mean absolute distance from the shape to its nearest neighbour among the last
-   ``MEMORY`` shapes of the series (the shape just before it, which overlaps it, excluded).
+2. **Shape**: the last ``LENGTH`` levels, placed in the series' range so far (0 at its minimum, 255
+   at its maximum) and rounded to integers (one byte per level).
+3. **Novelty**: the root-mean-square distance from the shape to its nearest neighbour among the last
+   ``MEMORY`` shapes of the series (the shape just before it, which overlaps it, excluded), in units
+   of the range.
 4. The novelty is scored as a record (:class:`~streamserve_anomaly.records.RecordRange`): a shape
    farther from everything seen than any recent shape was is news; a pattern seen once is forgiven
    ever after (it is in the memory), which is what keeps a recurring pattern quiet.
 
-One series costs ``MEMORY * LENGTH`` bytes of shapes (8 KiB) and a few small arrays.
+Distances are squared Euclidean between byte vectors, computed as ``|a|^2 + |b|^2 - 2 a.b`` with one
+matrix product: every term is an integer below 2^24, exact in float32 whatever the order of the sums,
+so the point path (one shape against the memory) and the chunk path (all of a chunk's shapes against
+the memory and each other at once) find bitwise the same novelties. One series costs ``MEMORY *
+LENGTH`` bytes of shapes (8 KiB) and a few small arrays.
 """
 
 from __future__ import annotations
@@ -24,10 +29,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
+from numpy.lib.stride_tricks import sliding_window_view
 
 from streamserve_anomaly.records import RecordRange
 
 __all__ = ["LENGTH", "MEMORY", "STEP", "ShapeMemory"]
+
+Floats = npt.NDArray[np.float64]
 
 STEP = 6
 """Points per level (30 minutes of 5-minute data)."""
@@ -37,18 +45,28 @@ MEMORY = 1024
 """Shapes remembered per series (about 3 weeks of 5-minute data)."""
 LEVELS = 255
 """Quantisation of a level within the series' range: one byte each."""
+_UNIT = math.sqrt(LENGTH) * LEVELS
+"""The distance between a shape at the bottom of the range and one at its top."""
+
+
+def _squared_distances(shapes: npt.NDArray[np.float32], memory: npt.NDArray[np.float32]
+                       ) -> npt.NDArray[np.float32]:
+    """Exact squared distances between every row of ``shapes`` and every row of ``memory``."""
+    cross = shapes @ memory.T
+    return (np.einsum("ij,ij->i", shapes, shapes)[:, np.newaxis]
+            + np.einsum("ij,ij->i", memory, memory)[np.newaxis, :]) - 2.0 * cross
 
 
 @dataclass(slots=True)
 class ShapeMemory:
-    """The shape state of one series; :meth:`point` once per point, in order."""
+    """The shape state of one series; :meth:`point` once per point, or :meth:`chunk`, in order."""
 
     record: RecordRange
     shapes: npt.NDArray[np.uint8] = field(
         default_factory=lambda: np.zeros((MEMORY, LENGTH), dtype=np.uint8)
     )
     stored: int = 0
-    """Shapes stored so far (the ring holds the last ``MEMORY``)."""
+    """Shapes stored so far (shape ``g`` is in slot ``g % MEMORY`` until ``g + MEMORY`` replaces it)."""
     levels: list[float] = field(default_factory=list)
     """The last ``LENGTH`` levels, oldest first."""
     block_sum: float = 0.0
@@ -60,6 +78,11 @@ class ShapeMemory:
     def create(cls, horizon: int) -> ShapeMemory:
         """``horizon``: in points, over which the novelty record is kept."""
         return cls(RecordRange.create(max(1, horizon // STEP)))
+
+    def _quantise(self, levels: Floats, low: Floats | float, high: Floats | float) -> Floats:
+        span = np.maximum(np.asarray(high) - low, 1e-12)
+        return np.rint((levels - np.asarray(low)[..., np.newaxis])
+                       * (LEVELS / span)[..., np.newaxis])
 
     def point(self, x: float) -> float:
         """Fold ``x`` in; at the end of a block, the excess of the new shape's novelty (else -inf)."""
@@ -78,21 +101,85 @@ class ShapeMemory:
             return -math.inf
         if len(levels) > LENGTH:
             del levels[0]
-        span = max(self.high - self.low, 1e-12)
-        shape = np.array(levels)
-        shape -= self.low
-        shape *= LEVELS / span
-        quantised = np.rint(shape).astype(np.int16)
+        shape = self._quantise(np.array(levels), self.low, self.high).astype(np.float32)
         excess = -math.inf
         stored = self.stored
         if stored >= 2:
-            # Every remembered shape but the newest one, which overlaps this one.
-            newest = (stored - 1) % MEMORY
             count = min(stored, MEMORY)
-            distances = np.abs(self.shapes[:count].astype(np.int16) - quantised).sum(axis=1)
-            distances[newest] = np.iinfo(np.int16).max
-            novelty = float(distances.min()) / (LENGTH * LEVELS)
+            distances = _squared_distances(shape[np.newaxis], self.shapes[:count].astype(np.float32))[0]
+            distances[(stored - 1) % MEMORY] = np.inf  # the newest shape overlaps this one
+            novelty = math.sqrt(float(distances.min())) / _UNIT
             excess = self.record.excess(novelty, both=False)
-        self.shapes[stored % MEMORY] = quantised
+        self.shapes[stored % MEMORY] = shape
         self.stored = stored + 1
         return excess
+
+    def chunk(self, xs: Floats) -> Floats:
+        """:meth:`point` for every value of ``xs``, in order, with NumPy over the whole chunk."""
+        n = len(xs)
+        out = np.full(n, -np.inf)
+        if n == 0:
+            return out
+        highs = np.maximum.accumulate(np.concatenate(([self.high], xs)))[1:]
+        lows = np.minimum.accumulate(np.concatenate(([self.low], xs)))[1:]
+        self.high, self.low = float(highs[-1]), float(lows[-1])
+        # Block sums added one value at a time from 0.0, as the point path does (np.cumsum is a
+        # sequential accumulation; the first block goes on from the sum carried over).
+        first_end = STEP - self.block_count - 1  # index in xs of the first block's last value
+        if first_end >= n:
+            self.block_sum = float(np.cumsum(np.concatenate(([self.block_sum], xs)))[-1])
+            self.block_count += n
+            return out
+        ends = np.arange(first_end, n, STEP)
+        head = float(np.cumsum(np.concatenate(([self.block_sum], xs[: first_end + 1])))[-1])
+        full = len(ends) - 1
+        body = xs[first_end + 1 : first_end + 1 + full * STEP].reshape(full, STEP)
+        new_levels = [head / STEP, *(np.cumsum(body, axis=1)[:, -1] / STEP).tolist()]
+        tail = xs[first_end + 1 + full * STEP :]
+        self.block_sum = float(np.cumsum(tail)[-1]) if len(tail) else 0.0
+        self.block_count = len(tail)
+        if not new_levels:
+            return out
+        history = self.levels + new_levels
+        self.levels = history[-LENGTH:]
+        # The shapes completed in this chunk: those whose block end has LENGTH levels behind it.
+        have = len(history) - len(new_levels)  # levels before this chunk's first block end
+        complete = [k for k in range(len(new_levels)) if have + k + 1 >= LENGTH]
+        if not complete:
+            return out
+        windows = sliding_window_view(np.array(history), LENGTH)[have + complete[0] + 1 - LENGTH:]
+        at = ends[complete]
+        shapes = self._quantise(windows, lows[at], highs[at]).astype(np.float32)
+        count = len(shapes)
+        first = self.stored  # the global number of shapes[0]
+        numbers = first + np.arange(count)
+        # Against the memory as it was: old shape g is visible to new shape j while g >= s_j - MEMORY,
+        # and never the newest (g == s_j - 1).
+        novelty = np.full(count, np.inf, dtype=np.float32)
+        old = min(first, MEMORY)
+        if old:
+            slots = np.arange(old)
+            old_numbers = first - 1 - ((first - 1 - slots) % MEMORY)
+            d = _squared_distances(shapes, self.shapes[:old].astype(np.float32))
+            hidden = (old_numbers[np.newaxis, :] < (numbers - MEMORY)[:, np.newaxis]) | (
+                old_numbers[np.newaxis, :] == (numbers - 1)[:, np.newaxis])
+            d[hidden] = np.inf
+            novelty = np.minimum(novelty, d.min(axis=1))
+        if count > 2:
+            d = _squared_distances(shapes, shapes)
+            k = np.arange(count)
+            visible = (k[np.newaxis, :] <= k[:, np.newaxis] - 2) & (
+                numbers[np.newaxis, :] >= (numbers - MEMORY)[:, np.newaxis])
+            d[~visible] = np.inf
+            novelty = np.minimum(novelty, d.min(axis=1))
+        scored = numbers >= 2
+        values = np.sqrt(novelty.astype(np.float64)) / _UNIT
+        values[~scored] = 0.0
+        excess = self.record.chunk(values[scored], both=False)
+        full = np.full(count, -np.inf)
+        full[scored] = excess
+        out[at] = full
+        keep = slice(max(0, count - MEMORY), count)  # a huge chunk: only the last MEMORY stay
+        self.shapes[(numbers[keep] % MEMORY)] = shapes[keep].astype(np.uint8)
+        self.stored = first + count
+        return out
