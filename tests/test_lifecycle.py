@@ -245,8 +245,9 @@ async def test_a_corrupt_new_version_is_rejected_and_the_old_one_serves(
         (versions / "3").mkdir()
         (versions / "3" / "saved_model.pb").write_bytes(b"not a model")
         with caplog.at_level(logging.ERROR):
-            assert await server.reload(server.plugins[0].model) is False
-            assert await server.reload(server.plugins[0].model) is False  # not retried until it changes
+            assert await server.models.reload(server.plugins[0].model) is False
+            # Not retried until it changes:
+            assert await server.models.reload(server.plugins[0].model) is False
         rejected = [r for r in caplog.records if "rejected version 3" in r.getMessage()]
         assert len(rejected) == 1 and "still serving version 1" in rejected[0].getMessage()
         assert list((await scale(channel, pb2)(pb2.Values(values=[1]))).values) == [3]
@@ -258,7 +259,7 @@ async def test_a_corrupt_new_version_is_rejected_and_the_old_one_serves(
         # Fixed in place (files changed): the next look loads it.
         shutil.rmtree(versions / "3")
         build_affine_model(versions / "3", scale=5.0)
-        assert await server.reload(server.plugins[0].model) is True
+        assert await server.models.reload(server.plugins[0].model) is True
         assert list((await scale(channel, pb2)(pb2.Values(values=[1]))).values) == [6]
 
 

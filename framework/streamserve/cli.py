@@ -30,7 +30,7 @@ from streamserve.plugins import DiscoveredPlugin, discover
 from streamserve.serving.plugin import not_configured
 
 if TYPE_CHECKING:
-    from streamserve.serving.repository import ServedModel
+    from streamserve.runtime.repository import ServedModel
 
 __all__ = ["main"]
 

@@ -1,10 +1,21 @@
-"""Running models: SavedModel loading and checking, the cross-call batcher, and its statistics."""
+"""Running models: SavedModel loading and checking, the cross-call batcher and its statistics, the
+served models by name, and their lifecycle (load, reload, swap, stop)."""
 
 from streamserve.runtime.batcher import Batcher
+from streamserve.runtime.manager import ModelManager
 from streamserve.runtime.model import Model, load_model, prepare_tensorflow, resolve_version, use_threads
+from streamserve.runtime.repository import Repository, ServedModel
 from streamserve.runtime.statistics import CallStatistics
 
 __all__ = [
-    "Batcher", "CallStatistics", "Model", "load_model", "prepare_tensorflow", "resolve_version",
+    "Batcher",
+    "CallStatistics",
+    "Model",
+    "ModelManager",
+    "Repository",
+    "ServedModel",
+    "load_model",
+    "prepare_tensorflow",
+    "resolve_version",
     "use_threads",
 ]

@@ -28,10 +28,10 @@ from streamserve.config import ServerConfig
 from streamserve.contract import Context, Infer, Method, Outputs, Rows
 from streamserve.errors import Cancelled, InvalidArgument, ResourceExhausted, StreamserveError
 from streamserve.runtime import Batcher
+from streamserve.runtime.repository import Repository
 from streamserve.serving.calls import Call, Calls
 from streamserve.serving.metrics import Metrics
 from streamserve.serving.plugin import ServedPlugin
-from streamserve.serving.repository import Repository
 from streamserve.serving.stream import Stream
 
 __all__ = ["MethodEndpoint", "service_handler"]

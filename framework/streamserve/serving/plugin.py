@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from streamserve.config import PluginConfig, StreamserveConfig
 from streamserve.contract import PluginSpec
 from streamserve.errors import ModelLoadError
-from streamserve.serving.repository import ServedModel
+from streamserve.runtime.repository import ServedModel
 
 __all__ = ["ServedPlugin", "not_configured"]
 

@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from streamserve.serving.repository import ServedModel
+from streamserve.runtime.repository import ServedModel
 from streamserve.serving.server import Server
 
 __all__ = ["readiness", "ready_line", "write_ready_file"]

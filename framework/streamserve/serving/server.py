@@ -11,24 +11,21 @@ import asyncio
 import errno
 import logging
 from collections.abc import Coroutine, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from streamserve.config import ServerConfig, StreamserveConfig, plugin_settings
-from streamserve.errors import ConfigError, ModelLoadError, StreamserveError
+from streamserve.errors import ConfigError, StreamserveError
 from streamserve.plugins import DiscoveredPlugin
-from streamserve.runtime import Batcher, Model, resolve_version, use_threads
+from streamserve.runtime import ModelManager, Repository, ServedModel, use_threads
 from streamserve.serving.calls import Calls
 from streamserve.serving.handlers import service_handler
 from streamserve.serving.metrics import Metrics
 from streamserve.serving.plugin import ServedPlugin, not_configured
 from streamserve.serving.ports import AddressInUse, ensure_free
 from streamserve.serving.reflection import enable_reflection
-from streamserve.serving.repository import Repository, ServedModel
 from streamserve.serving.security import TransportSecurity, serve_health_only
 from streamserve.serving.unbound import UnboundMethods
 
@@ -90,13 +87,13 @@ class Server:
         """The bound port of ``metrics.address`` once started; 0 if there is none."""
         self._server: grpc.aio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self._reload_lock = asyncio.Lock()
-        self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-load")
-        """Where models load. Not the loop's default executor, which ``asyncio.run`` waits for at
-        exit: a stop during a load abandons it instead of waiting for it to finish."""
-        self._loading: set[str] = set()
-        """Models whose load is in progress, named in the log if a stop abandons them."""
-        self._rejected: set[tuple[Path, float]] = set()
+        self.models = ModelManager(
+            self.repository, config.model_repository, on_ready=self._model_ready,
+            on_failed=self._model_failed, on_found=self._model_found,
+            batch_observer=lambda name: self.metrics.batch_rows.labels(name).observe,
+        )
+        """Loading, reloading and swapping the models (runtime/manager.py); the server hears of it
+        through the callbacks below and turns it into health and metrics."""
         self.port = 0
         # Transport security (serving/security.py): certificates and tokens are read here, so a
         # bad file fails `config check` and start-up rather than the first handshake.
@@ -201,114 +198,22 @@ class Server:
         protocols' own readiness calls. Then every model with a directory is watched for new
         versions.
         """
-        for model in self.repository.all():
-            await self._load(model, fatal=self.config.on_plugin_error == "fail")
+        await self.models.load_all(fatal=self.config.on_plugin_error == "fail")
         for plugin in self.plugins:
             own = plugin.model
             if own is None or own.batcher is not None:
                 await self.health.set(plugin.service_name, SERVING)
-        for model in self.repository.all():
-            self._watch(model)
-        if self.config.model_repository.path is not None:
-            interval = self.config.model_repository.poll_seconds
-            if interval is not None:
-                self._spawn(self._poll_repository(interval))
-
-    async def _in_loader(self, model: ServedModel, directory: Path | None = None) -> Model:
-        """``model.load(directory)`` in the loader thread."""
-        self._loading.add(model.name)
-        try:
-            return await asyncio.get_running_loop().run_in_executor(self._loader, model.load, directory)
-        finally:
-            self._loading.discard(model.name)
-
-    async def _load(self, model: ServedModel, *, fatal: bool) -> None:
-        log.info("loading model %r (%s)", model.name, model.owner)
-        try:
-            loaded = await self._in_loader(model)
-        except StreamserveError as exc:
-            if fatal:
-                raise
-            model.load_error = str(exc)
-            if model.refused is None:  # a refused model's name, and so its series, is another's
-                self.metrics.load_failures.labels(model.name).inc()
-            log.error("model %r (%s) is not ready: %s", model.name, model.owner, exc)
-            return
-        await self._serve_model(model, loaded)
+        self.models.watch()
 
     async def reload_models(self) -> None:
         """Look for new model versions, and new repository models, now (SIGHUP does this)."""
-        for model in self.repository.all():
-            await self.reload(model)
-        await self._discover_models()
+        await self.models.reload_all()
 
-    async def reload(self, model: ServedModel) -> bool:
-        """Serve the newest version under the model's directory if it is not served yet.
-
-        The new version is loaded, checked and warmed in a worker thread while the old one goes on
-        serving; then the batcher switches between two batches, so no call sees an error. A version
-        that fails is logged and skipped (until its files change); the old one keeps serving.
-        """
-        base = model.watched
-        if base is None:
-            return False
-        async with self._reload_lock:
-            try:
-                directory, version = resolve_version(base)
-            except ModelLoadError:
-                return False
-            if model.model is not None and model.model.path == directory:
-                return False
-            attempt = (directory, _newest_mtime(directory))
-            if attempt in self._rejected:
-                return False
-            try:
-                loaded = await self._in_loader(model, directory)
-            except StreamserveError as exc:
-                self._rejected.add(attempt)
-                self.metrics.load_failures.labels(model.name).inc()
-                serving = model.model.version if model.model else "none"
-                log.error("rejected version %s of model %r (%s): %s; still serving version %s",
-                          version, model.name, model.owner, exc, serving)
-                return False
-            await self._serve_model(model, loaded)
-            return True
-
-    def _watch(self, model: ServedModel) -> None:
-        """Poll the model's directory for new versions, if it has one and a poll interval."""
-        if model.watched is not None and model.poll_seconds is not None:
-            self._spawn(self._poll(model, model.poll_seconds))
-
-    async def _poll(self, model: ServedModel, interval: float) -> None:
-        while True:
-            await asyncio.sleep(interval)
-            await self.reload(model)
-
-    async def _poll_repository(self, interval: float) -> None:
-        while True:
-            await asyncio.sleep(interval)
-            await self._discover_models()
-
-    async def _discover_models(self) -> None:
-        """Load the models that appeared under ``model_repository.path`` (and watch them)."""
-        for model in self.repository.discover(self.config.model_repository):
-            log.info("new model %r in the model repository", model.name)
-            await self.health.set(model_health_name(model.name), NOT_SERVING)
-            await self._load(model, fatal=False)  # while serving, a bad new model fails alone
-            self._watch(model)
-
-    async def _serve_model(self, served: ServedModel, model: Model) -> None:
-        if served.batcher is None:
-            batch_rows = self.metrics.batch_rows.labels(served.name)
-            batcher = Batcher(model.call, served.batching_for(model), name=f"model-{served.name}",
-                              on_batch=batch_rows.observe, version=model.version,
-                              outputs=model.signature.outputs, statistics=served.statistics)
-            batcher.start()
-            served.batcher = batcher
-        else:
-            served.batcher.swap(model.call, model.version, model.signature.outputs)
-        served.model, served.load_error = model, None
+    async def _model_ready(self, served: ServedModel) -> None:
+        """A model serves a (new) version: its health entries turn SERVING, metrics follow it."""
+        assert served.model is not None
         self.metrics.watch_queue(served.name, lambda: float(_queued_rows(served)))
+        model = served.model
         self.metrics.model_served(served.name, model.version, model.runner, model.runner_reason)
         for plugin in self.plugins:
             if plugin.model is served:
@@ -316,7 +221,13 @@ class Server:
         for name, entry in self.repository.public.items():
             if entry is served:
                 await self.health.set(model_health_name(name), SERVING)
-        log.info("model %r is SERVING version %s (%s)", served.name, model.version or "-", model.path)
+
+    def _model_failed(self, served: ServedModel) -> None:
+        if served.refused is None:  # a refused model's name, and so its series, is another's
+            self.metrics.load_failures.labels(served.name).inc()
+
+    async def _model_found(self, served: ServedModel) -> None:
+        await self.health.set(model_health_name(served.name), NOT_SERVING)
 
     def _serve_metrics(self, address: str) -> int:
         try:
@@ -339,11 +250,7 @@ class Server:
             grace = self.config.server.shutdown_grace_seconds
         for task in list(self._tasks):
             task.cancel()
-        if self._loading:
-            log.info("abandoning the load of model(s) %s: the server is stopping",
-                     ", ".join(repr(name) for name in sorted(self._loading)))
-        # A load in progress cannot be interrupted; its thread is left to the process's exit.
-        self._loader.shutdown(wait=False, cancel_futures=True)
+        self.models.abandon()  # no new version is looked for; a load in progress is left behind
         await self.health.enter_graceful_shutdown()
         if self._server is not None:
             # grpc refuses new calls from now on; its own deadline is only a backstop for ours.
@@ -355,10 +262,7 @@ class Server:
         if self._health_server is not None:  # kept up through the drain: probes see NOT_SERVING
             await self._health_server.stop(0)
             self._health_server = None
-        for model in self.repository.all():
-            if model.batcher is not None:
-                await model.batcher.close()
-                model.batcher = None
+        await self.models.close()
         self.metrics.close()
 
     async def wait_for_termination(self) -> None:
@@ -370,11 +274,6 @@ def model_health_name(model: str) -> str:
     """The health service name of a repository model: SERVING once it is loaded and warm, whatever
     protocol serves it (for probes and clients that do not speak OIP's ModelReady)."""
     return f"model/{model}"
-
-
-def _newest_mtime(directory: Path) -> float:
-    """When the version's files last changed: a half-copied version is retried once it changes."""
-    return max((p.stat().st_mtime for p in directory.rglob("*")), default=0.0)
 
 
 def _connection_age_options(limits: ServerConfig) -> list[tuple[str, int]]:

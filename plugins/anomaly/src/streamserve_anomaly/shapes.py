@@ -176,9 +176,9 @@ class ShapeMemory:
         values = np.sqrt(novelty.astype(np.float64)) / _UNIT
         values[~scored] = 0.0
         excess = self.record.chunk(values[scored], both=False)
-        full = np.full(count, -np.inf)
-        full[scored] = excess
-        out[at] = full
+        at_ends = np.full(count, -np.inf)
+        at_ends[scored] = excess
+        out[at] = at_ends
         keep = slice(max(0, count - MEMORY), count)  # a huge chunk: only the last MEMORY stay
         self.shapes[(numbers[keep] % MEMORY)] = shapes[keep].astype(np.uint8)
         self.stored = first + count

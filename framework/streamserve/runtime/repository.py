@@ -23,7 +23,9 @@ import numpy as np
 from streamserve.config import BatchingConfig, RepositoryConfig
 from streamserve.contract import Infer, ModelInfo, ModelStatistics, Rows, Signature, TensorSpec
 from streamserve.errors import ConfigError, InvalidArgument, ModelLoadError, NotFound, Unavailable
-from streamserve.runtime import Batcher, CallStatistics, Model, load_model, prepare_tensorflow
+from streamserve.runtime.batcher import Batcher
+from streamserve.runtime.model import Model, load_model, prepare_tensorflow
+from streamserve.runtime.statistics import CallStatistics
 
 __all__ = ["Repository", "ServedModel"]
 
