@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from streamserve.cli import main
-from tests.test_docs import code_blocks
 from streamserve.scaffold import render
 from streamserve.testing import serve_subprocess
+from tests.test_docs import code_blocks
 
 GRPCURL = str(Path(sys.executable).parent / "grpcurl")
 SERVICE = "forecast.ForecastService"
