@@ -112,7 +112,9 @@ def test_names_are_filled_in_everywhere() -> None:
 
 
 @pytest.mark.e2e
-def test_the_guides_serve_subprocess_example_runs(forecast_package: tuple[Path, Path], tmp_path: Path) -> None:
+def test_the_guides_serve_subprocess_example_runs(
+    forecast_package: tuple[Path, Path], tmp_path: Path
+) -> None:
     """docs/writing-a-plugin.md's end-to-end test example, run by pytest against the installed
     forecast plugin."""
     guide = Path(__file__).parent.parent / "docs" / "writing-a-plugin.md"
