@@ -68,6 +68,7 @@ async def test_sigterm_drains_100_streams_and_exits_0_within_the_grace(
             code = await asyncio.to_thread(server.process.wait, 10)
             elapsed = time.monotonic() - signalled
     assert code == 0, server.output()
+    assert not server.ready_file.exists()  # removed as the drain began: the server was going away
     assert elapsed < GRACE + 1.0, f"exited {elapsed:.2f} s after SIGTERM (grace {GRACE} s)\n{server.output()}"
     assert "stopped" in server.output()
 

@@ -13,18 +13,19 @@ import pytest
 from streamserve.cli import main
 from streamserve.scaffold import render
 from streamserve.testing import serve_subprocess
+from tests.test_docs import code_blocks
 
 GRPCURL = str(Path(sys.executable).parent / "grpcurl")
-SERVICE = "demo.DemoService"
+SERVICE = "forecast.ForecastService"
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """`streamserve new-plugin demo`, then a real `pip install` of it into a site folder
+def forecast_package(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """`streamserve new-plugin forecast`, then a real `pip install` of it into a site folder
     (no dependencies: they are this environment's). Returns (package folder, site folder)."""
     root = tmp_path_factory.mktemp("scaffold")
-    folder = root / "demo"
-    assert main(["new-plugin", "demo", "--dir", str(folder)]) == 0
+    folder = root / "forecast"
+    assert main(["new-plugin", "forecast", "--dir", str(folder)]) == 0
     site = root / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
                     "--no-build-isolation", "--target", str(site), str(folder)],
@@ -41,10 +42,10 @@ def grpcurl(*args: str, data: str | None = None) -> str:
 
 @pytest.mark.e2e
 def test_the_new_plugin_is_served_next_to_the_others_and_answers_grpcurl(
-    demo: tuple[Path, Path], tmp_path: Path, anomaly_model: Path, subprocess_env: dict[str, str],
+    forecast_package: tuple[Path, Path], tmp_path: Path, anomaly_model: Path, subprocess_env: dict[str, str],
 ) -> None:
-    _, site = demo
-    config = tmp_path / "server.yaml"  # no demo section: its default model is trained and served
+    _, site = forecast_package
+    config = tmp_path / "server.yaml"  # no forecast section: its default model is trained and served
     config.write_text(f"plugins:\n  anomaly:\n    model_path: {anomaly_model}\n")
     env = {**subprocess_env, "PYTHONPATH": f"{site}:{subprocess_env['PYTHONPATH']}",
            "STREAMSERVE_HOME": str(tmp_path / "home")}
@@ -67,12 +68,12 @@ def test_the_new_plugin_is_served_next_to_the_others_and_answers_grpcurl(
         assert [a["ready"] for a in answers] == [False] * 7 + [True]
         assert [int(a["timestamp"]) for a in answers] == list(range(1, 9))
         assert answers[-1]["value"] == pytest.approx(one["value"], abs=1e-5)
-    assert (tmp_path / "home" / "models" / "demo" / "1" / "saved_model.pb").is_file()
+    assert (tmp_path / "home" / "models" / "forecast" / "1" / "saved_model.pb").is_file()
 
 
 @pytest.mark.e2e
-def test_the_new_plugin_passes_its_own_test(demo: tuple[Path, Path], tmp_path: Path) -> None:
-    folder, site = demo
+def test_the_new_plugin_passes_its_own_test(forecast_package: tuple[Path, Path], tmp_path: Path) -> None:
+    folder, site = forecast_package
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=folder,
         env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
@@ -108,3 +109,23 @@ def test_names_are_filled_in_everywhere() -> None:
     assert 'name = "streamserve-air-quality"' in files["pyproject.toml"]
     assert "service AirQualityService {" in files["src/streamserve_air_quality/air_quality.proto"]
     assert not [path for path, text in files.items() if "${" in text], "a placeholder left"
+
+
+@pytest.mark.e2e
+def test_the_guides_serve_subprocess_example_runs(
+    forecast_package: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """docs/writing-a-plugin.md's end-to-end test example, run by pytest against the installed
+    forecast plugin."""
+    guide = Path(__file__).parent.parent / "docs" / "writing-a-plugin.md"
+    (example,) = [b for b in code_blocks(guide, "python") if "serve_subprocess(config" in b]
+    (tmp_path / "test_example.py").write_text(example)
+    _, site = forecast_package
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_example.py"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+        env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
+             "STREAMSERVE_HOME": str(tmp_path / "home")},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 passed" in result.stdout

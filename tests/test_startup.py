@@ -11,10 +11,13 @@ import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
-from streamserve.testing import ServerProcess, serve_subprocess
+from streamserve.config import parse_config
+from streamserve.serving.ready import ready_line, write_ready_file
+from streamserve.testing import ServerProcess, serve_in_process, serve_subprocess
 
 ANOMALY = "anomaly_detection.AnomalyDetectionService"
 
@@ -80,3 +83,20 @@ def test_a_default_start_raises_no_alarm(default_start: ServerProcess) -> None:
     assert "building the default anomaly model" in log  # the path that used to warn about threads
     alarms = ALARM.findall(log)
     assert not alarms, log
+
+
+async def test_the_ready_line_says_which_service_is_not_serving_and_why(
+    scaler_plugin: ModuleType, tmp_path: Path
+) -> None:
+    """With `on_plugin_error: continue`, a model that fails is named in the ready line and file."""
+    config = parse_config(f"on_plugin_error: continue\nplugins:\n  scaler:\n"
+                          f"    model_path: {tmp_path}/gone\n")
+    async with serve_in_process(config, extra_plugins=[scaler_plugin], installed=False) as server:
+        line = ready_line(server)
+        write_ready_file(tmp_path / "ready.json", server)
+    reason = f"model directory {tmp_path}/gone does not exist"
+    assert line == (f"ready on {server.address}: SERVING nothing; "
+                    f"streamserve_test.Scaler is NOT_SERVING ({reason})")
+    ready = json.loads((tmp_path / "ready.json").read_text())
+    assert ready["services"] == {"streamserve_test.Scaler": f"NOT_SERVING ({reason})"}
+    assert not list(tmp_path.glob(".ready.json.*"))  # the temporary file was renamed into place

@@ -62,8 +62,9 @@ def _env() -> dict[str, str]:
     return {
         **os.environ,
         "PYTHONPATH": f"{REPO}{os.pathsep}{path}" if path else str(REPO),
-        # TensorFlow's C++ INFO lines (oneDNN, CPU features) are noise in these logs.
-        "TF_CPP_MIN_LOG_LEVEL": "2",
+        # TensorFlow's C++ log (oneDNN, CPU features, cuInit on a machine without a GPU) is noise
+        # in these logs: quiet, as `streamserve` keeps it by default.
+        "TF_CPP_MIN_LOG_LEVEL": "3",
         "PYTHONUNBUFFERED": "1",
     }
 

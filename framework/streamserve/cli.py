@@ -141,6 +141,8 @@ async def _run_server(
     from streamserve.serving.ready import ready_line, write_ready_file
 
     server = Server(config, discovered, source=source)
+    if ready_file is not None:  # a file left by an earlier run must not say this one is ready
+        ready_file.unlink(missing_ok=True)
 
     async def load() -> None:
         await server.load_models()
@@ -178,6 +180,8 @@ async def _run_server(
     await stop_wait
     grace = config.server.shutdown_grace_seconds
     log.info("stopping: health is NOT_SERVING, new calls are refused, open calls have %g s", grace)
+    if ready_file is not None:
+        ready_file.unlink(missing_ok=True)
     loading.cancel()
     await server.stop(grace)
     log.info("stopped")

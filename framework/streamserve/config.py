@@ -166,7 +166,9 @@ class PluginConfig(_Strict):
     """One plugin's section under ``plugins:``, keyed by the plugin's name."""
 
     enabled: bool = True
-    """Serve this plugin. Installed plugins are enabled unless their section says otherwise."""
+    """Serve this plugin. Installed plugins are enabled unless their section says otherwise; a
+    model plugin without a default model needs a section naming its model (installed is not
+    configured: without one it is left out, with a log line saying what to add)."""
     model_path: Path | None = None
     """The SavedModel directory, or a directory of numbered versions (the highest is served).
     Relative paths are relative to the config file. Empty: the plugin's default model."""

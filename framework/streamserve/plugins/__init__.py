@@ -22,9 +22,11 @@
        [project.entry-points."streamserve.plugins"]
        my-plugin = "my_pkg.plugin"
 
-4. ``pip install`` your package: ``streamserve plugins`` lists it and ``streamserve serve`` serves it.
+4. ``pip install`` your package: ``streamserve plugins`` lists it and ``streamserve serve`` serves it
+   (with its ``default_model``, or the ``model_path`` its section in the config names).
 
-The full guide is ``docs/writing-a-plugin.md``.
+``streamserve new-plugin NAME --dir DIR`` writes a complete one to start from; the full guide is
+``docs/writing-a-plugin.md``.
 """
 
 from streamserve.plugins.manager import DiscoveredPlugin, discover

@@ -10,6 +10,8 @@ writes one JSON object to PATH, atomically::
      "models": {"anomaly": "SERVING"}, "not_configured": {}}
 
 Tools wait for the file instead of parsing the log (:func:`streamserve.testing.serve_subprocess`).
+``serve`` removes the file when it starts and when it begins to stop, so the file exists exactly
+while the server answers.
 """
 
 from __future__ import annotations
