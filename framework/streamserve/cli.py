@@ -127,6 +127,11 @@ def _serve(args: argparse.Namespace) -> int:
     code = asyncio.run(_run_server(config, discovered, str(args.config), args.ready_file))
     # Everything is answered and closed. Skip the interpreter's teardown: unloading TensorFlow's
     # modules and threads takes seconds, which orchestrators count against the shutdown grace.
+    # A model load abandoned in the middle of importing TensorFlow may still hold stderr: our last
+    # log lines are in its capture, so take it back first.
+    from streamserve.runtime.tfimport import release_stderr
+
+    release_stderr()
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
