@@ -163,19 +163,26 @@ async def test_stop_flips_health_to_not_serving(scaler_plugin: ModuleType, scale
         await server.load_models()
         async with grpc.aio.insecure_channel(server.address) as channel:
             watches = {name: watch(channel, name) for name in ("", service)}
+            # An open stream keeps the drain going, as a real drain with clients does: the Watch
+            # streams stay up until they have delivered the change, however busy the machine.
+            pb2 = scaler_plugin.scaler_pb2
+            open_stream = channel.stream_stream(
+                f"/{service}/ScaleStream", request_serializer=pb2.Values.SerializeToString,
+                response_deserializer=pb2.Values.FromString)()
             try:
                 for name, call in watches.items():
                     assert await next_status(call) == SERVING, name
+                await open_stream.write(pb2.Values(values=[1.0]))
+                assert list((await asyncio.wait_for(open_stream.read(), TIMEOUT)).values) == [3.0]
 
-                # A grace period keeps the Watch streams open long enough to deliver the change.
                 stopping = asyncio.create_task(server.stop(grace=TIMEOUT))
 
                 for name, call in watches.items():
                     assert await next_status(call) == NOT_SERVING, name
+                await open_stream.done_writing()  # the client ends its stream: the drain is over
             finally:
                 for call in watches.values():
                     call.cancel()
-            # With the watchers gone, stop() need not wait out its grace period.
             await asyncio.wait_for(stopping, TIMEOUT)
     finally:
         if stopping is None:
