@@ -8,7 +8,7 @@ import pytest
 from streamserve_anomaly.online import OnlineDetector
 from streamserve_anomaly.records import RecordRange
 from streamserve_anomaly.settings import AnomalySettings
-from streamserve_anomaly.shapes import ShapeMemory
+from streamserve_anomaly.shapes import MEMORY, ShapeMemory
 
 DAY_POINTS = 288
 
@@ -63,11 +63,15 @@ def test_record_range_and_shapes_chunk_bitwise() -> None:
     points = [one.excess(v) for v in values.tolist()]
     chunks = np.concatenate([many.chunk(part) for part in np.array_split(values, [3, 50, 777])])
     assert chunks.tolist() == points
+    # Long enough for the ring of shapes to forget (more than MEMORY shapes), within one chunk too.
+    values = np.concatenate([series(14, seed=s)[0] for s in (9, 10)])
     one_s, many_s = ShapeMemory.create(6000), ShapeMemory.create(6000)
     points = [one_s.point(v) for v in values.tolist()]
-    chunks = np.concatenate([many_s.chunk(part) for part in np.array_split(values, [5, 6, 13, 900])])
+    parts = np.array_split(values, [5, 6, 13, 900, 7000])
+    chunks = np.concatenate([many_s.chunk(part) for part in parts])
+    assert one_s.stored > MEMORY + 300
     assert chunks.tolist() == points
-    assert np.isfinite(chunks).sum() > 100  # shapes were scored
+    assert np.isfinite(chunks).sum() > MEMORY  # shapes were scored
 
 
 def test_out_of_order_timestamps_in_a_chunk_still_score_as_points() -> None:

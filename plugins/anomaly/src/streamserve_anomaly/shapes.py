@@ -51,10 +51,13 @@ _UNIT = math.sqrt(LENGTH) * LEVELS
 
 def _squared_distances(shapes: npt.NDArray[np.float32], memory: npt.NDArray[np.float32]
                        ) -> npt.NDArray[np.float32]:
-    """Exact squared distances between every row of ``shapes`` and every row of ``memory``."""
-    cross = shapes @ memory.T
-    return (np.einsum("ij,ij->i", shapes, shapes)[:, np.newaxis]
-            + np.einsum("ij,ij->i", memory, memory)[np.newaxis, :]) - 2.0 * cross
+    """Squared distances between every row of ``shapes`` and every row of ``memory``, less each
+    row's own ``|shape|^2`` (the same for the whole row: add it to the row's minimum). Exact."""
+    return np.einsum("ij,ij->i", memory, memory)[np.newaxis, :] - (2.0 * shapes) @ memory.T
+
+
+def _norms(shapes: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    return np.einsum("ij,ij->i", shapes, shapes)
 
 
 @dataclass(slots=True)
@@ -108,7 +111,8 @@ class ShapeMemory:
             count = min(stored, MEMORY)
             distances = _squared_distances(shape[np.newaxis], self.shapes[:count].astype(np.float32))[0]
             distances[(stored - 1) % MEMORY] = np.inf  # the newest shape overlaps this one
-            novelty = math.sqrt(float(distances.min())) / _UNIT
+            nearest = distances.min() + _norms(shape[np.newaxis])[0]
+            novelty = math.sqrt(float(nearest)) / _UNIT
             excess = self.record.excess(novelty, both=False)
         self.shapes[stored % MEMORY] = shape
         self.stored = stored + 1
@@ -158,13 +162,21 @@ class ShapeMemory:
         novelty = np.full(count, np.inf, dtype=np.float32)
         old = min(first, MEMORY)
         if old:
-            slots = np.arange(old)
-            old_numbers = first - 1 - ((first - 1 - slots) % MEMORY)
-            d = _squared_distances(shapes, self.shapes[:old].astype(np.float32))
-            hidden = (old_numbers[np.newaxis, :] < (numbers - MEMORY)[:, np.newaxis]) | (
-                old_numbers[np.newaxis, :] == (numbers - 1)[:, np.newaxis])
-            d[hidden] = np.inf
-            novelty = np.minimum(novelty, d.min(axis=1))
+            # The remembered shapes oldest first: column c is shape number first - old + c. New
+            # shape j no longer sees the columns a later shape pushed out of the ring (c < evicted
+            # [j]), nor (j == 0) the newest one, which overlaps it. Columns from `common` on are seen
+            # by every new shape: one min over them; the few columns before are masked per row.
+            memory = self.shapes[(first - old + np.arange(old)) % MEMORY].astype(np.float32)
+            d = _squared_distances(shapes, memory)
+            d[0, old - 1] = np.inf
+            evicted = np.maximum(0, np.arange(count) - (MEMORY - old))
+            common = min(old, int(evicted[-1]))
+            if common < old:
+                novelty = np.minimum(novelty, d[:, common:].min(axis=1))
+            if common:
+                head = d[:, :common]
+                head[np.arange(common)[np.newaxis, :] < evicted[:, np.newaxis]] = np.inf
+                novelty = np.minimum(novelty, head.min(axis=1))
         if count > 2:
             d = _squared_distances(shapes, shapes)
             k = np.arange(count)
@@ -173,7 +185,8 @@ class ShapeMemory:
             d[~visible] = np.inf
             novelty = np.minimum(novelty, d.min(axis=1))
         scored = numbers >= 2
-        values = np.sqrt(novelty.astype(np.float64)) / _UNIT
+        nearest = novelty + _norms(shapes)  # the rows' own |shape|^2, left out above
+        values = np.sqrt(nearest.astype(np.float64)) / _UNIT
         values[~scored] = 0.0
         excess = self.record.chunk(values[scored], both=False)
         at_ends = np.full(count, -np.inf)
