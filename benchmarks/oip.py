@@ -46,6 +46,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--clients", type=int, default=2, help="load-generator processes (default 2)")
     parser.add_argument("--quick", action="store_true", help="the tiny sizes of make bench-quick")
     parser.add_argument("--json", type=Path, help="write every number to this file")
+    parser.add_argument("--stream-response", choices=["ModelStreamInferResponse", "ModelInferResponse"],
+                        default="ModelStreamInferResponse",
+                        help="what the target's ModelStreamInfer answers with: Triton's wrapper "
+                        "(default; streamserve too) or a bare ModelInferResponse (MLServer)")
     return parser
 
 
@@ -61,7 +65,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         for scenario in scenarios(names, quick=args.quick):
             try:
-                record = run_timed(pool, target, scenario, timing_, model=args.model)
+                record = run_timed(pool, target, scenario, timing_, model=args.model,
+                                   stream_response=args.stream_response)
             except ClientError as exc:
                 record = {"ok": False, "errors": [str(exc)]}
             record.pop("latencies", None)

@@ -303,6 +303,8 @@ def _restore_by_object_graph(tf: Any, session: Any, meta_graph: Any, directory: 
         if not ids:
             continue
         data = [tensor for tensor in node.input if not tensor.startswith("^")]
+        if len(data) < len(ids):  # not the call of that function as saved: nothing to map
+            continue
         for tensor, node_id in zip(data[len(data) - len(ids):], ids, strict=True):
             if objects.nodes[node_id].WhichOneof("kind") == "variable":
                 captured.setdefault(tensor if ":" in tensor else f"{tensor}:0", node_id)
