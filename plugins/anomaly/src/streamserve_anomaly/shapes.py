@@ -135,10 +135,10 @@ class ShapeMemory:
             self.block_count += n
             return out
         ends = np.arange(first_end, n, STEP)
-        head = float(np.cumsum(np.concatenate(([self.block_sum], xs[: first_end + 1])))[-1])
+        first_sum = float(np.cumsum(np.concatenate(([self.block_sum], xs[: first_end + 1])))[-1])
         full = len(ends) - 1
         body = xs[first_end + 1 : first_end + 1 + full * STEP].reshape(full, STEP)
-        new_levels = [head / STEP, *(np.cumsum(body, axis=1)[:, -1] / STEP).tolist()]
+        new_levels = [first_sum / STEP, *(np.cumsum(body, axis=1)[:, -1] / STEP).tolist()]
         tail = xs[first_end + 1 + full * STEP :]
         self.block_sum = float(np.cumsum(tail)[-1]) if len(tail) else 0.0
         self.block_count = len(tail)
