@@ -375,16 +375,17 @@ def test_cli_config_check_names_every_problem_in_one_run(
     assert main(["config", "check", str(config)]) == 2
 
     err = capsys.readouterr().err.splitlines()
+    missing = f"model directory {tmp_path}/nowhere does not exist"
     assert err[0] == f"{config}:2: server.adress: unknown key (check its spelling; see docs/configuration.md)"
     assert err[1].startswith(f"{config}:4: plugins.scalar: no installed plugin has this name")
-    assert err[2] == f"{config}:8: plugins.scaler.settings: plugin 'scaler' takes no settings, got ['factor']"
-    assert err[-1] == "streamserve: 3 problems: `serve` would not start"
+    assert err[2] == f"{config}:7: plugins.scaler.model_path: {missing}"
+    assert err[3] == f"{config}:8: plugins.scaler.settings: plugin 'scaler' takes no settings, got ['factor']"
+    assert err[-1] == "streamserve: 4 problems: `serve` would not start"
 
-    # Fix those three: what is left is the one `serve` would meet next, the missing model.
+    # Fix the other three: the missing model is still named, the same way.
     config.write_text("plugins:\n  scaler:\n    model_path: nowhere\n")
     assert main(["config", "check", str(config)]) == 2
     err = capsys.readouterr().err.splitlines()
-    missing = f"model directory {tmp_path}/nowhere does not exist"
     assert err[0] == f"{config}:3: plugins.scaler.model_path: {missing}"
 
 

@@ -99,6 +99,8 @@ def check_config(
             add(key, message)
     _check_plugin_sections(data.get("plugins"), discovered, add)
     if config is None or problems:
+        # The deeper checks need a valid config; the model paths do not: say those now too.
+        _check_model_paths(data.get("plugins"), discovered, path.parent, add)
         return result()
     config = resolve_paths(config, path)
 
@@ -134,6 +136,27 @@ def check_config(
                 else:
                     add(("model_repository", "models", model.name), f"model {model.name!r}: {exc}")
     return result(config, [p.spec.name for p in server.plugins], server.not_configured)
+
+
+def _check_model_paths(
+    sections: object, discovered: Sequence[DiscoveredPlugin], folder: Path,
+    add: Callable[[KeyPath, str], None],
+) -> None:
+    """Each installed plugin's ``model_path`` (relative to the config file's folder) holds a model
+    version, as far as the file can be read without validating it whole."""
+    if not isinstance(sections, dict):
+        return
+    from streamserve.runtime import resolve_version
+
+    installed = {d.spec.name for d in discovered}
+    for name, section in sections.items():
+        where = section.get("model_path") if isinstance(section, dict) else None
+        if name not in installed or not isinstance(where, str):
+            continue
+        try:
+            resolve_version(folder / Path(where).expanduser())
+        except StreamserveError as exc:
+            add(("plugins", str(name), "model_path"), str(exc))
 
 
 def _check_plugin_sections(
