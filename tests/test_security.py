@@ -366,10 +366,12 @@ async def test_calls_with_a_wrong_token_are_unauthenticated(
     async with grpc.aio.insecure_channel(auth_server.address) as channel:
         for token in (TOKEN[:-1], TOKEN + "x", "commented-out-token", "# commented-out-token"):
             scaler = Scaler(channel, scaler_plugin.scaler_pb2, bearer(token))
-            for call in (scaler.scale(1.0), scaler.scale_stream([1.0])):
-                error = await refused(call)
-                assert error.code() == grpc.StatusCode.UNAUTHENTICATED, token
-                assert error.details() == WRONG_TOKEN, token
+            error = await refused(scaler.scale(1.0))
+            assert error.code() == grpc.StatusCode.UNAUTHENTICATED, token
+            assert error.details() == WRONG_TOKEN, token
+            # A stream refused before the client's first message is sent: grpc.aio's client may
+            # report its own failed send as INTERNAL instead of the server's status (grpc/grpc#36066,
+            # docs/operations.md), so the stream's status is read with the blocking client.
             code, details = await asyncio.to_thread(
                 sync_bidi_status, auth_server.address, scaler_plugin.scaler_pb2, bearer(token)
             )
