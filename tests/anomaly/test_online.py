@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 
@@ -155,3 +156,22 @@ def test_two_detectors_are_independent() -> None:
     mixed = [(first.point(x, START + i, 0.0), second.point(y, START + i, 0.0))
              for i, (x, y) in enumerate(zip(a, b, strict=True))]
     assert [m[0] for m in mixed] == alone[0] and [m[1] for m in mixed] == alone[1]
+
+
+def test_the_plot_finds_the_labelled_windows_of_a_nab_file(tmp_path: Path) -> None:
+    """`score --plot` shades the windows `windows.json` labels for the CSV, in NAB's layout (the
+    labels one folder up, keyed by `<group>/<name>.csv`) or beside the file."""
+    from streamserve_anomaly.plot import labelled_windows, plot_scores
+
+    csv = tmp_path / "realTraffic" / "speed.csv"
+    csv.parent.mkdir()
+    csv.write_text("timestamp,value\n2024-03-01 00:00:00,1\n")
+    assert labelled_windows(csv) == []  # no labels anywhere
+    (tmp_path / "windows.json").write_text(
+        '{"realTraffic/speed.csv": [["2024-03-01 00:05:00", "2024-03-01 00:20:00"]]}')
+    assert labelled_windows(csv) == [(1709251500, 1709252400)]
+    times = np.arange(1709251200, 1709251200 + 300 * 10, 300, dtype=np.int64)
+    picture = tmp_path / "plot.png"
+    plot_scores(picture, times, np.arange(10.0), np.linspace(0, 0.9, 10), np.arange(10) > 7,
+                threshold=0.48, windows=labelled_windows(csv), title="speed")
+    assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
