@@ -25,11 +25,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from scipy.signal import lfilter
 from scipy.special import erfc
 
 from streamserve_anomaly.signature import WINDOW
-from streamserve_anomaly.stats import EwStats, alpha_of
+from streamserve_anomaly.stats import EwStats, alpha_of, exponential_average
 
 __all__ = ["Calibrator", "score_of_z"]
 
@@ -121,8 +120,7 @@ class Calibrator:
         rest = errors[skip:]
         if first == WINDOW:
             self.avg = float(rest[0])
-        b = self.avg_beta
-        avgs = lfilter([self.avg_alpha], [1.0, -b], rest, zi=[b * self.avg])[0]
+        avgs = exponential_average(rest, self.avg_alpha, self.avg_beta, self.avg)
         self.avg = float(avgs[-1])
         means, variances = self.stats.fold_many(avgs)
         start = max(0, self.warmup_points - first)

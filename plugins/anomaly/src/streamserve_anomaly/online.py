@@ -27,14 +27,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from scipy.signal import lfilter
 
 from streamserve_anomaly.calibrate import Calibrator
 from streamserve_anomaly.records import RecordRange
 from streamserve_anomaly.seasonal import SeasonalProfile
 from streamserve_anomaly.settings import AnomalySettings
 from streamserve_anomaly.shapes import ShapeMemory
-from streamserve_anomaly.stats import alpha_of
+from streamserve_anomaly.stats import alpha_of, exponential_average
 
 __all__ = ["LEVEL_HALFLIFE", "SCALE", "OnlineDetector"]
 
@@ -87,7 +86,7 @@ class OnlineDetector:
         """The score of the series' next point: its value, timestamp and model error."""
         settings = self.settings
         level = self.level
-        # In lfilter's operation order, so that chunk() computes bitwise the same levels.
+        # In exponential_average's operation order, so that chunk() computes bitwise the same levels.
         level = value if level != level else self.level_alpha * value + self.level_beta * level
         self.level = level
         excess = self.value.excess(value)
@@ -122,12 +121,11 @@ class OnlineDetector:
         n = len(values)
         if n == 0:
             return np.zeros(0)
-        b = self.level_beta
+        a, b = self.level_alpha, self.level_beta
         if self.level != self.level:  # the series' first point is its level
-            levels = np.concatenate(([values[0]], lfilter([self.level_alpha], [1.0, -b], values[1:],
-                                                          zi=[b * values[0]])[0]))
+            levels = np.concatenate(([values[0]], exponential_average(values[1:], a, b, values[0])))
         else:
-            levels = lfilter([self.level_alpha], [1.0, -b], values, zi=[b * self.level])[0]
+            levels = exponential_average(values, a, b, self.level)
         self.level = float(levels[-1])
         # fmax, not maximum: a channel weighted 0 gives -inf * 0 = NaN, which point() ignores too.
         excess = self.value.chunk(values)

@@ -30,7 +30,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy.signal import lfilter
 
-__all__ = ["EwStats", "alpha_of"]
+__all__ = ["EwStats", "alpha_of", "exponential_average"]
 
 Floats = npt.NDArray[np.float64]
 
@@ -38,6 +38,15 @@ Floats = npt.NDArray[np.float64]
 def alpha_of(halflife: float) -> float:
     """The per-value weight of an exponential average whose weights halve every ``halflife``."""
     return 1.0 - 0.5 ** (1.0 / halflife)
+
+
+def exponential_average(xs: Floats, alpha: float, beta: float, previous: float) -> Floats:
+    """``y = alpha * x + beta * y_prev`` over ``xs``, from ``y_prev = previous``: every ``y``.
+
+    The chunk form of an exponential average that a point path folds as ``alpha * x + beta * y``
+    (in that operation order, which is lfilter's: both give bitwise the same numbers).
+    """
+    return lfilter([alpha], [1.0, -beta], xs, zi=[beta * previous])[0]
 
 
 @dataclass(slots=True)
@@ -91,7 +100,7 @@ class EwStats:
         if i < n:
             rest = xs[i:]
             b = self.beta
-            after = lfilter([self.alpha], [1.0, -b], rest, zi=[b * self.mean])[0]
+            after = exponential_average(rest, self.alpha, b, self.mean)
             means[i] = self.mean
             means[i + 1 :] = after[:-1]
             d = rest - means[i:]
