@@ -75,6 +75,12 @@ def _norms(shapes: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
     return np.einsum("ij,ij->i", shapes, shapes)
 
 
+def _quantise(levels: Floats, low: Floats | float, high: Floats | float) -> Floats:
+    """Levels (one shape, or a shape per row) placed in their range ``[low, high]``, as 0..255."""
+    span = np.maximum(np.asarray(high) - low, 1e-12)
+    return np.rint((levels - np.asarray(low)[..., np.newaxis]) * (LEVELS / span)[..., np.newaxis])
+
+
 @dataclass(slots=True)
 class ShapeMemory:
     """The shape state of one series; :meth:`point` once per point, or :meth:`chunk`, in order."""
@@ -97,11 +103,6 @@ class ShapeMemory:
         """``horizon``: in points, over which the novelty record is kept."""
         return cls(RecordRange.create(max(1, horizon // STEP)))
 
-    def _quantise(self, levels: Floats, low: Floats | float, high: Floats | float) -> Floats:
-        span = np.maximum(np.asarray(high) - low, 1e-12)
-        return np.rint((levels - np.asarray(low)[..., np.newaxis])
-                       * (LEVELS / span)[..., np.newaxis])
-
     def point(self, x: float) -> float:
         """Fold ``x`` in; at the end of a block, the excess of the new shape's novelty (else -inf)."""
         if x < self.low:
@@ -119,7 +120,7 @@ class ShapeMemory:
             return -math.inf
         if len(levels) > LENGTH:
             del levels[0]
-        shape = self._quantise(np.array(levels), self.low, self.high).astype(np.float32)
+        shape = _quantise(np.array(levels), self.low, self.high).astype(np.float32)
         excess = -math.inf
         stored = self.stored
         if stored >= 2:
@@ -157,18 +158,16 @@ class ShapeMemory:
         tail = xs[first_end + 1 + full * STEP :]
         self.block_sum = float(np.cumsum(tail)[-1]) if len(tail) else 0.0
         self.block_count = len(tail)
-        if not new_levels:
-            return out
         history = self.levels + new_levels
         self.levels = history[-LENGTH:]
-        # The shapes completed in this chunk: those whose block end has LENGTH levels behind it.
+        # The shapes completed in this chunk: those of the new levels with LENGTH levels behind them.
         have = len(history) - len(new_levels)  # levels before this chunk's first block end
-        complete = [k for k in range(len(new_levels)) if have + k + 1 >= LENGTH]
-        if not complete:
+        start = max(0, LENGTH - 1 - have)  # the first new level that completes a shape
+        if start >= len(new_levels):
             return out
-        windows = sliding_window_view(np.array(history), LENGTH)[have + complete[0] + 1 - LENGTH:]
-        at = ends[complete]
-        shapes = self._quantise(windows, lows[at], highs[at]).astype(np.float32)
+        windows = sliding_window_view(np.array(history), LENGTH)[have + start + 1 - LENGTH:]
+        at = ends[start:]
+        shapes = _quantise(windows, lows[at], highs[at]).astype(np.float32)
         count = len(shapes)
         first = self.stored  # the global number of shapes[0]
         numbers = first + np.arange(count)
@@ -201,9 +200,8 @@ class ShapeMemory:
             novelty = np.minimum(novelty, d.min(axis=1))
         scored = numbers >= 2
         nearest = novelty + _norms(shapes)  # the rows' own |shape|^2, left out above
-        values = np.sqrt(nearest.astype(np.float64)) / _UNIT
-        values[~scored] = 0.0
-        excess = self.record.chunk(values[scored], both=False)
+        values = np.sqrt(nearest[scored].astype(np.float64)) / _UNIT
+        excess = self.record.chunk(values, both=False)
         at_ends = np.full(count, -np.inf)
         at_ends[scored] = excess
         out[at] = at_ends
