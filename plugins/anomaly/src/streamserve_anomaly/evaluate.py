@@ -109,15 +109,13 @@ def _profile(corpus: list[nab.LabelledSeries], scores: list[Any], costs: nab.Cos
 def _threshold_left_out(corpus: list[nab.LabelledSeries], scores: list[Any], folds: int = 4) -> float:
     """Standard score when each group of files is scored at the threshold the others chose (NaN for
     a corpus of one file: there are no others)."""
-    folds = min(folds, len(corpus))
-    if folds < 2:
+    groups = tuning.file_groups(len(corpus), folds)
+    if not groups:
         return float("nan")
     raw = 0.0
-    for k in range(folds):
-        train = [i for i in range(len(corpus)) if i % folds != k]
+    for held, train in groups:
         threshold, _ = nab.optimise_threshold([corpus[i] for i in train], [scores[i] for i in train])
-        raw += sum(nab.score_file(corpus[i], scores[i], threshold).raw
-                   for i in range(len(corpus)) if i % folds == k)
+        raw += sum(nab.score_file(corpus[i], scores[i], threshold).raw for i in held)
     return nab.normalised(raw, sum(len(s.windows) for s in corpus))
 
 

@@ -27,7 +27,7 @@ from streamserve_anomaly.online import OnlineDetector
 from streamserve_anomaly.settings import AnomalySettings
 from streamserve_anomaly.signature import ERROR, HISTORY, SIGNATURE, VALUE
 
-__all__ = ["GRID", "Fold", "leave_files_out", "model_errors", "score_corpus"]
+__all__ = ["GRID", "Fold", "file_groups", "leave_files_out", "model_errors", "score_corpus"]
 
 Floats = npt.NDArray[np.float64]
 
@@ -48,6 +48,16 @@ class Fold:
     threshold: float
     raw: float
     windows: int
+
+
+def file_groups(count: int, folds: int) -> list[tuple[list[int], list[int]]]:
+    """``(held out, the others)`` file indices for each of ``folds`` groups (file ``i`` in group
+    ``i % folds``; at most one group per file, and none for fewer than two files)."""
+    folds = min(folds, count)
+    if folds < 2:
+        return []
+    return [([i for i in range(count) if i % folds == k], [i for i in range(count) if i % folds != k])
+            for k in range(folds)]
 
 
 def model_errors(corpus: Sequence[nab.LabelledSeries], model_dir: Path) -> list[Floats]:
@@ -88,23 +98,21 @@ def leave_files_out(
 ) -> tuple[float, list[Fold]]:
     """The corpus score of held-out files, each group scored with what the others chose (in at most
     as many groups as there are files; at least two files are needed)."""
-    folds = min(folds, len(corpus))
-    if folds < 2:
+    groups = file_groups(len(corpus), folds)
+    if not groups:
         raise ValueError("leaving files out needs at least two files")
     names = list(grid)
     candidates = [dict(zip(names, combo, strict=True)) for combo in itertools.product(*grid.values())]
     scored = [score_corpus(corpus, errors, AnomalySettings(**c)) for c in candidates]
     results = []
-    for k in range(folds):
-        held = [i for i in range(len(corpus)) if i % folds == k]
-        train = [i for i in range(len(corpus)) if i % folds != k]
-        best = max(
-            range(len(candidates)),
-            key=lambda c: nab.optimise_threshold([corpus[i] for i in train],
-                                                 [scored[c][i] for i in train], costs)[1],
+    for held, train in groups:
+        files = [corpus[i] for i in train]
+        # Each candidate's best threshold and raw score on the other files; the best candidate.
+        (threshold, _), best = max(
+            ((nab.optimise_threshold(files, [scored[c][i] for i in train], costs), c)
+             for c in range(len(candidates))),
+            key=lambda found: found[0][1],
         )
-        threshold, _ = nab.optimise_threshold([corpus[i] for i in train],
-                                              [scored[best][i] for i in train], costs)
         raw = sum(nab.score_file(corpus[i], scored[best][i], threshold, costs).raw for i in held)
         results.append(Fold([corpus[i].name for i in held], candidates[best], threshold, raw,
                             sum(len(corpus[i].windows) for i in held)))
