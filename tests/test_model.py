@@ -12,7 +12,7 @@ import pytest
 from streamserve.contract import Signature, TensorSpec
 from streamserve.errors import ModelLoadError, PluginError, SignatureMismatch
 from streamserve.runtime import load_model, resolve_version
-from tests.support.models import build_affine_model
+from tests.support.models import build_affine_model, build_lookup
 
 SCALER = Signature(
     inputs=(TensorSpec("x", "float32", (None,)),),
@@ -330,28 +330,10 @@ def test_tensorflow_thread_pools_follow_the_config(models: dict[str, Path]) -> N
 def test_a_model_with_a_vocabulary_asset_runs_through_a_session(tmp_path: Path) -> None:
     """A lookup table initialised from a vocabulary file: the session must run the SavedModel's
     initialiser and find the file among the model's own assets (the original is gone)."""
-    import tensorflow as tf
-
-    vocabulary = tmp_path / "vocabulary.txt"
-    vocabulary.write_text("apple\nbanana\ncherry\n")
-
-    class Lookup(tf.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            lines = tf.lookup.TextFileInitializer(
-                str(vocabulary), tf.string, tf.lookup.TextFileIndex.WHOLE_LINE,
-                tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER,
-            )
-            self.table = tf.lookup.StaticHashTable(lines, default_value=-1)
-
-        @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
-        def serve(self, words: tf.Tensor) -> dict[str, tf.Tensor]:
-            return {"ids": self.table.lookup(words)}
-
-    module = Lookup()
-    tf.saved_model.save(module, str(tmp_path / "m" / "1"),
-                        signatures={"serving_default": module.serve.get_concrete_function()})
-    vocabulary.unlink()
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    build_lookup(tmp_path / "m" / "1", scratch)  # deletes its vocabulary file after saving
+    assert not (scratch / "vocabulary.txt").exists()
     model = load_model(tmp_path / "m", "serving_default", plugin="p")
     assert model.runner == "session"
     ids = model.call({"words": np.array([b"banana", b"kiwi", b"cherry"], dtype=object)})["ids"]
