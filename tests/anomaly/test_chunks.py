@@ -5,10 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from streamserve_anomaly.online import OnlineDetector
-from streamserve_anomaly.records import RecordRange
+from streamserve_anomaly.online import MEMORY, OnlineDetector
 from streamserve_anomaly.settings import AnomalySettings
-from streamserve_anomaly.shapes import MEMORY, ShapeMemory
 
 DAY_POINTS = 288
 
@@ -47,31 +45,21 @@ def test_chunks_of_any_size_score_as_points(sizes: tuple[int, ...]) -> None:
         k += 1
     by_chunk = np.concatenate(got)
     assert (by_point >= settings.threshold).sum() >= 3  # the test data raises alarms
-    np.testing.assert_allclose(by_chunk, by_point, rtol=0, atol=1e-12)
-    assert ((by_chunk >= settings.threshold) == (by_point >= settings.threshold)).all()
-    # Without the prediction channel (NumPy's erfc may round differently), bitwise.
-    exact = AnomalySettings(horizon_points=2400, prediction_weight=0.0)
-    one, many = OnlineDetector.create(exact), OnlineDetector.create(exact)
-    points = [one.point(v, t, e) for v, t, e in zip(values.tolist(), timestamps.tolist(),
-                                                     errors.tolist(), strict=True)]
-    assert many.chunk(values, timestamps, errors).tolist() == points
+    assert by_chunk.tolist() == by_point.tolist()  # one compiled step: bitwise the same
 
 
-def test_record_range_and_shapes_chunk_bitwise() -> None:
-    values, _, _ = series(5, seed=9)
-    one, many = RecordRange.create(480), RecordRange.create(480)
-    points = [one.excess(v) for v in values.tolist()]
-    chunks = np.concatenate([many.chunk(part) for part in np.array_split(values, [3, 50, 777])])
-    assert chunks.tolist() == points
-    # Long enough for the ring of shapes to forget (more than MEMORY shapes), within one chunk too.
+def test_a_chunk_longer_than_the_shape_memory_scores_as_points() -> None:
+    """The ring of shapes forgets within one chunk as it does point by point."""
     values = np.concatenate([series(14, seed=s)[0] for s in (9, 10)])
-    one_s, many_s = ShapeMemory.create(6000), ShapeMemory.create(6000)
-    points = [one_s.point(v) for v in values.tolist()]
-    parts = np.array_split(values, [5, 6, 13, 900, 7000])
-    chunks = np.concatenate([many_s.chunk(part) for part in parts])
-    assert one_s.stored > MEMORY + 300
+    timestamps = 1_700_006_400 + 300 * np.arange(len(values), dtype=np.int64)
+    errors = np.zeros(len(values))
+    one, many = OnlineDetector.create(AnomalySettings()), OnlineDetector.create(AnomalySettings())
+    points = [one.point(v, t, 0.0) for v, t in zip(values.tolist(), timestamps.tolist(), strict=True)]
+    parts = np.array_split(np.arange(len(values)), [5, 6, 13, 900, 7000])
+    chunks = np.concatenate([many.chunk(values[p], timestamps[p], errors[p]) for p in parts])
+    assert one.shapes_stored > MEMORY + 300 and many.shapes_stored == one.shapes_stored
     assert chunks.tolist() == points
-    assert np.isfinite(chunks).sum() > MEMORY  # shapes were scored
+    assert (one.shapes == many.shapes).all() and (one.state == many.state).all()
 
 
 def test_out_of_order_timestamps_in_a_chunk_still_score_as_points() -> None:

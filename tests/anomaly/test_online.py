@@ -7,12 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from streamserve_anomaly.calibrate import Calibrator
-from streamserve_anomaly.online import SCALE, OnlineDetector
-from streamserve_anomaly.records import BLOCKS, RecordRange
-from streamserve_anomaly.seasonal import SeasonalProfile
+from streamserve_anomaly import online
+from streamserve_anomaly.online import BLOCKS, LENGTH, MEMORY, SCALE, STEP, OnlineDetector
 from streamserve_anomaly.settings import AnomalySettings
-from streamserve_anomaly.shapes import LENGTH, STEP, ShapeMemory
 
 FIVE_MINUTES = 300
 DAY_POINTS = 288
@@ -23,6 +20,17 @@ def scores(values: list[float], settings: AnomalySettings | None = None, step: i
     """Score a series point by point (model error 0: only the detector's own channels speak)."""
     detector = OnlineDetector.create(settings or AnomalySettings())
     return [detector.point(v, START + i * step, 0.0) for i, v in enumerate(values)]
+
+
+class RecordRange:
+    """One record range on its own, in a state vector of its own."""
+
+    def __init__(self, horizon: int) -> None:
+        self.state = np.empty(online.RECORD_FLOATS)
+        online.record_init(self.state, 0, horizon)
+
+    def excess(self, x: float, *, both: bool = True) -> float:
+        return online.record_excess(self.state, 0, x, both)
 
 
 def flagged(values: list[float], settings: AnomalySettings | None = None, step: int = 1) -> list[int]:
@@ -38,7 +46,7 @@ def daily(days: int, *, noise: float = 0.02, seed: int = 0) -> list[float]:
 
 
 def test_excess_is_the_distance_beyond_the_range_in_units_of_it() -> None:
-    record = RecordRange.create(BLOCKS * 10)
+    record = RecordRange(BLOCKS * 10)
     assert record.excess(1.0) == -math.inf  # nothing to compare with yet
     for x in (0.0, 2.0, 1.0):
         record.excess(x)
@@ -48,7 +56,7 @@ def test_excess_is_the_distance_beyond_the_range_in_units_of_it() -> None:
 
 
 def test_the_range_forgets_what_is_older_than_the_horizon() -> None:
-    record = RecordRange.create(BLOCKS * 10)
+    record = RecordRange(BLOCKS * 10)
     record.excess(100.0)  # an old excursion
     for i in range(BLOCKS * 10 + 10):
         record.excess(float(i % 2))
@@ -104,14 +112,19 @@ def test_a_day_unlike_the_days_before_it_is_flagged_by_the_clock() -> None:
     hits = flagged(values, step=FIVE_MINUTES)
     assert [i for i in hits if anomalous <= i < anomalous + DAY_POINTS // 2], hits
     assert not [i for i in hits if DAY_POINTS <= i < anomalous], hits
-    assert OnlineDetector.create(AnomalySettings(time_weight=0)).seasonal is not None
+    quiet = flagged(values, AnomalySettings(time_weight=0), step=FIVE_MINUTES)
+    assert not [i for i in quiet if anomalous <= i < anomalous + DAY_POINTS // 2], quiet
 
 
-def test_seasonal_profile_compares_with_the_closest_earlier_day() -> None:
-    profile = SeasonalProfile.create(6000)
+def test_time_profile_compares_with_the_closest_earlier_day() -> None:
+    state = np.empty(online.TIME_FLOATS)
+    online.time_init(state, 0, 6000)
+    levels, buckets = online.new_time_profile()
+
     # Hourly levels: 0 every day but day 6 (a "Sunday" at 5), with a little daily wobble.
     def run(day: int, level: float) -> list[float]:
-        return [profile.point(level + 0.1 * (k % 2), day * 86_400 + k * 3600) for k in range(24)]
+        return [online.time_deviation(state, 0, levels, buckets, level + 0.1 * (k % 2),
+                                      day * 86_400 + k * 3600) for k in range(24)]
 
     for day in range(13):
         run(day, 5.0 if day == 6 else 0.0)
@@ -122,21 +135,25 @@ def test_seasonal_profile_compares_with_the_closest_earlier_day() -> None:
 
 
 def test_shape_memory_remembers_shapes_and_stays_bounded() -> None:
-    memory = ShapeMemory.create(6000)
+    state = np.empty(online.SHAPE_FLOATS)
+    online.shape_init(state, 0, 6000)
+    memory = online.new_shape_memory()
     pattern = [0.0, 1.0, 0.0, 2.0, 0.0, 1.0] * 40
-    for x in pattern * 40:
-        memory.point(x)
-    assert memory.shapes.nbytes == 8192 and memory.stored > memory.shapes.shape[0]
-    novelty = [memory.point(x) for x in [0.5] * (STEP * LENGTH)]
+    novelty = [online.shape_novelty(state, 0, memory, x) for x in pattern * 40]
+    assert memory.nbytes == 8192 and len(novelty) // STEP - LENGTH + 1 > MEMORY
+    assert max(novelty[len(novelty) // 2 :]) <= 0.0  # the pattern is remembered
+    novelty = [online.shape_novelty(state, 0, memory, x) for x in [0.5] * (STEP * LENGTH)]
     assert max(novelty) > 0.0  # a flat stretch at a new shape is a record novelty
 
 
 def test_calibrated_prediction_error_is_relative_to_the_series_typical_error() -> None:
     def last(typical: float, error: float) -> float:
-        calibrator = Calibrator.create(error_halflife=8192.0, averaging_halflife=1.0, warmup_points=64)
+        state = np.empty(online.PREDICTION_FLOATS)
+        online.prediction_init(state, 0, error_halflife=8192.0, averaging_halflife=1.0,
+                               warmup_points=64)
         for e in np.random.default_rng(1).uniform(0.5 * typical, 1.5 * typical, 500):
-            calibrator.point(float(e))
-        return calibrator.point(error)
+            online.prediction_score(state, 0, float(e))
+        return online.prediction_score(state, 0, error)
 
     assert last(0.1, 0.1) < 0.05
     assert last(0.1, 1.0) > 0.9

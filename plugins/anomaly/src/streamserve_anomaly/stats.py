@@ -1,7 +1,7 @@
 """Exponentially weighted mean and variance, folded one value at a time or a whole chunk at once.
 
-Both the normalisation of values (:mod:`.normalise`) and the calibration of errors
-(:mod:`.calibrate`) keep such statistics per series. A point message folds one value, a chunk message
+The normalisation of values (:mod:`.normalise`) keeps such statistics per series (and the online
+detector's prediction channel the same recursion, compiled). A point message folds one value, a chunk message
 folds many; both must give the same numbers, so both live here, side by side:
 
 - :meth:`EwStats.fold` is plain Python floats (a point costs well under a microsecond);
@@ -30,7 +30,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy.signal import lfilter
 
-__all__ = ["EwStats", "alpha_of", "exponential_average"]
+__all__ = ["EwStats", "alpha_of"]
 
 Floats = npt.NDArray[np.float64]
 
@@ -40,7 +40,7 @@ def alpha_of(halflife: float) -> float:
     return 1.0 - 0.5 ** (1.0 / halflife)
 
 
-def exponential_average(xs: Floats, alpha: float, beta: float, previous: float) -> Floats:
+def _exponential_average(xs: Floats, alpha: float, beta: float, previous: float) -> Floats:
     """``y = alpha * x + beta * y_prev`` over ``xs``, from ``y_prev = previous``: every ``y``.
 
     The chunk form of an exponential average that a point path folds as ``alpha * x + beta * y``
@@ -100,7 +100,7 @@ class EwStats:
         if i < n:
             rest = xs[i:]
             b = self.beta
-            after = exponential_average(rest, self.alpha, b, self.mean)
+            after = _exponential_average(rest, self.alpha, b, self.mean)
             means[i] = self.mean
             means[i + 1 :] = after[:-1]
             d = rest - means[i:]
