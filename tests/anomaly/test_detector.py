@@ -15,7 +15,6 @@ from streamserve_anomaly._proto.anomaly_detection_pb2 import DataChunk, DataPoin
 from streamserve_anomaly.normalise import CLIP
 from streamserve_anomaly.settings import AnomalySettings
 from streamserve_anomaly.signature import ERROR, HISTORY, SIGNATURE, VALUE, WINDOW
-from streamserve_anomaly.stats import EwStats
 from tests.anomaly.helpers import call_model, noisy_sine, points, row, score_stream
 
 
@@ -96,8 +95,8 @@ def test_non_finite_value_is_an_invalid_argument_naming_the_field(bad: float) ->
     assert caught.value.reason == f"must be a finite number, got {bad}"
     assert str(caught.value).startswith("value: ")
     # The bad point left the stream as it was.
-    stats = state.series[""].normaliser.stats
-    assert stats.count == 1 and math.isfinite(stats.mean) and math.isfinite(stats.var)
+    normaliser = state.series[""].normaliser
+    assert normaliser.seen == 1 and math.isfinite(normaliser.mean) and math.isfinite(normaliser.var)
 
 
 def test_streams_do_not_share_state() -> None:
@@ -149,25 +148,6 @@ def test_scores_are_in_unit_interval_zero_in_warmup_and_echo_the_request() -> No
     far = detector.postprocess_point(errors_row(0.0), DataPoint(series_id="pump-3", value=1e6), state)
     # The model's channel alone stays below rest_score, so that alarm silenced nothing after it.
     assert far.score > 0.99 and far.is_anomaly
-
-
-def test_running_statistics_fold_one_by_one_or_as_a_chunk_bitwise_alike() -> None:
-    """The point path (plain floats) and the chunk path (lfilter) run the same recursion."""
-    rng = np.random.default_rng(2)
-    values = (np.cumsum(rng.normal(size=3000)) + 1e4).astype(np.float32).astype(np.float64)
-    one, many = EwStats.create(64.0), EwStats.create(64.0)
-    before = []
-    for x in values.tolist():
-        before.append((one.mean, one.var))
-        one.fold(x)
-    means, variances = [], []
-    for part in np.array_split(values, [1, 5, 50, 64, 65, 700, 2999]):
-        m, v = many.fold_many(part)
-        means.append(m)
-        variances.append(v)
-    assert np.concatenate(means).tolist() == [m for m, _ in before]
-    assert np.concatenate(variances).tolist() == [v for _, v in before]
-    assert (one.mean, one.var, one.count) == (many.mean, many.var, many.count)
 
 
 def chunk_of(values: np.ndarray, start: int, series_id: str = "") -> DataChunk:
@@ -319,3 +299,15 @@ def test_batched_rows_of_many_streams_score_as_each_stream_alone(loaded_model: A
         for k, (stream, st) in enumerate(zip(streams, states, strict=True)):
             together[k].append(detector.postprocess_point(row(outputs, k), stream[i], st).score)
     np.testing.assert_allclose(together, alone, atol=1e-5)
+
+
+def test_a_young_series_is_standardised_by_its_plain_mean_and_variance() -> None:
+    """Until 1 / alpha values, every value weighs the same: no bias towards the first one."""
+    from streamserve_anomaly.normalise import Normaliser
+
+    values = np.random.default_rng(5).normal(40.0, 3.0, 200)
+    normaliser = Normaliser.create(256.0)
+    normaliser.chunk(values)
+    assert normaliser.seen == 200
+    assert normaliser.mean == pytest.approx(values.mean(), rel=1e-12)
+    assert normaliser.var == pytest.approx(values.var(), rel=1e-9)

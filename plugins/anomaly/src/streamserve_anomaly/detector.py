@@ -6,12 +6,11 @@ created on its first point and dropped with the stream. Each series keeps its pr
 postprocessing state (:class:`~streamserve_anomaly.online.OnlineDetector`, which scores), since the
 core may preprocess a stream's next message before the previous one is postprocessed.
 
-``DetectAnomalyStream`` (one point per message) is the per-message hot path: plain Python floats and
-one small array per point. ``DetectAnomalyChunks`` turns a chunk of N points into N model rows with
-NumPy over the whole chunk (the same recursions, see :mod:`~streamserve_anomaly.stats`) and scores
-them with :meth:`OnlineDetector.chunk`, NumPy again, written to compute what
-:meth:`OnlineDetector.point` computes point after point, so the same data gives the same scores
-through either method.
+``DetectAnomalyStream`` (one point per message) is the per-message hot path; ``DetectAnomalyChunks``
+turns a chunk of N points into N model rows and N scores. Both run the same compiled steps
+(:meth:`Normaliser.chunk` / :meth:`~Normaliser.point`, :meth:`OnlineDetector.chunk` /
+:meth:`~OnlineDetector.point`), once per point, so the same data gives the same scores through either
+method.
 """
 
 from __future__ import annotations
@@ -90,7 +89,7 @@ def preprocess_point(point: DataPoint, state: StreamState) -> Rows:
     if not math.isfinite(x):
         raise InvalidArgument("value", f"must be a finite number, got {x}")
     history, z = state.get(point.series_id).normaliser.point(x)
-    return {HISTORY: history, VALUE: np.array((z,), dtype=np.float32)}
+    return {HISTORY: history, VALUE: z}
 
 
 def postprocess_point(outputs: Outputs, point: DataPoint, state: StreamState) -> AnomalyScore:

@@ -295,13 +295,12 @@ def time_deviation(state: Floats, at: int, levels: Floats, buckets: Buckets, lev
     """Fold the series' ``level`` at ``timestamp`` in; the excess of its deviation (-inf while
     unscored)."""
     bucket = timestamp // BUCKET_SECONDS
-    deviation = math.inf
-    for lag in _LAG_BUCKETS:
-        then = bucket - lag
-        slot = then % RING
-        if buckets[slot] == then:
-            deviation = min(deviation, abs(level - levels[slot]))
     slot = bucket % RING
+    deviation = math.inf
+    for lag in _LAG_BUCKETS:  # (lag < RING: a subtraction, not a division, finds the slot)
+        then_slot = slot - lag if slot >= lag else slot - lag + RING
+        if buckets[then_slot] == bucket - lag:
+            deviation = min(deviation, abs(level - levels[then_slot]))
     levels[slot] = level
     buckets[slot] = bucket
     if deviation == math.inf:
@@ -323,7 +322,7 @@ def time_deviation(state: Floats, at: int, levels: Floats, buckets: Buckets, lev
 # 1. avg: a short exponential average of the errors (averaging_halflife), so that a burst of
 #    moderate errors counts, and one lucky prediction does not reset it.
 # 2. The long-term mean and variance of avg (error_halflife), of the points *before* this one;
-#    while they are young, a plain average (weight 1 / n, as stats.EwStats).
+#    while they are young, a plain average (weight 1 / n, as normalise.py's statistics).
 # 3. z = (avg - mean) / std; the likelihood that avg is normal is the upper tail q = Q(z) of the
 #    normal distribution, and the score is log(q + 1e-30) / log(1e-30): 0 for an ordinary error,
 #    0.2 at q = 1e-6 (z about 4.8), 0.5 at q = 1e-15 (z about 8), 1 at q <= 1e-30.
