@@ -192,3 +192,14 @@ def test_the_plot_finds_the_labelled_windows_of_a_nab_file(tmp_path: Path) -> No
     plot_scores(picture, times, np.arange(10.0), np.linspace(0, 0.9, 10), np.arange(10) > 7,
                 threshold=0.48, windows=labelled_windows(csv), title="speed")
     assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_series_costs_a_fixed_few_tens_of_kilobytes() -> None:
+    """The state is four arrays of fixed size: it does not grow with the series."""
+    detector = OnlineDetector.create(AnomalySettings())
+    values = np.asarray(daily(30))  # 8,640 points: every ring has wrapped
+    timestamps = START + FIVE_MINUTES * np.arange(len(values), dtype=np.int64)
+    detector.chunk(values[:100], timestamps[:100], np.zeros(100))
+    young = detector.nbytes
+    detector.chunk(values[100:], timestamps[100:], np.zeros(len(values) - 100))
+    assert detector.nbytes == young < 32_000
