@@ -45,11 +45,15 @@ class AnomalySettings(BaseModel):
     """The excess a certain prediction failure of the model counts as (its calibrated likelihood
     times this; 0 turns the prediction channel off)."""
 
-    rest_points: int = Field(default=50, ge=0)
-    """After a score of at least ``rest_score``, this many points score 0: one alarm per event."""
+    rest_points: int = Field(default=30, ge=0)
+    """After a score of at least ``rest_score``, this many points score 0: one alarm per event.
 
-    rest_score: float = Field(default=0.85, ge=0.0, le=1.0)
-    """The score from which an alarm silences the next ``rest_points`` points."""
+    Short enough not to silence the next event of a short series (NAB's windows in a 1,000-point
+    file are about 30 points long), long enough to silence the burst of records a shift sets."""
+
+    rest_score: float = Field(default=0.6, ge=0.0, le=1.0)
+    """The score from which an alarm silences the next ``rest_points`` points (somewhat above
+    ``threshold``: a weak alarm, perhaps a false one, should not silence a strong one soon after)."""
 
     normalisation_halflife: float = Field(default=256.0, ge=1.0)
     """Points after which an observation weighs half in the running mean and variance that

@@ -34,7 +34,7 @@ Floats = npt.NDArray[np.float64]
 GRID: Mapping[str, Sequence[Any]] = {
     "horizon_points": (3000, 6000, 12000),
     "time_weight": (0.125, 0.25, 0.5),
-    "rest_points": (25, 50, 100),
+    "rest_points": (15, 30, 60),
 }
 """The settings a fold may choose among: the ones the defaults were chosen by, around them."""
 
