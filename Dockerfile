@@ -33,6 +33,11 @@ RUN pip install /src /src/plugins/anomaly /src/plugins/oip /src/plugins/tfservin
 # hadolint ignore=DL3059
 RUN streamserve-anomaly train --out /models/anomaly/1
 
+# Compile the anomaly plugin's per-point steps (Numba) into the package's __pycache__ now: at run time
+# the root filesystem is read-only and a container would otherwise compile them at every start.
+# hadolint ignore=DL3059
+RUN python -c "import streamserve_anomaly.online, streamserve_anomaly.normalise"
+
 
 FROM python:3.11-slim
 

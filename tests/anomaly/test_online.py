@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from streamserve_anomaly import online
+from streamserve_anomaly.jit import compiled
 from streamserve_anomaly.online import BLOCKS, LENGTH, MEMORY, SCALE, STEP, OnlineDetector
 from streamserve_anomaly.settings import AnomalySettings
 
@@ -203,3 +205,18 @@ def test_a_series_costs_a_fixed_few_tens_of_kilobytes() -> None:
     young = detector.nbytes
     detector.chunk(values[100:], timestamps[100:], np.zeros(len(values) - 100))
     assert detector.nbytes == young < 32_000
+
+
+def _add_one(x: float) -> float:
+    return x + 1.0
+
+
+def test_without_a_writable_cache_folder_the_steps_still_compile(monkeypatch: Any) -> None:
+    """A read-only install with no writable home: Numba refuses to cache; the plugin compiles."""
+    import numba.core.caching
+
+    def read_only(*_: object) -> None:
+        raise OSError("read-only file system")
+
+    monkeypatch.setattr(numba.core.caching._CacheLocator, "ensure_cache_path", read_only)
+    assert compiled(_add_one)(1.0) == 2.0

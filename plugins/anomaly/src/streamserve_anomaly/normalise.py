@@ -18,8 +18,8 @@ import math
 
 import numpy as np
 import numpy.typing as npt
-from numba import njit
 
+from streamserve_anomaly.jit import compiled
 from streamserve_anomaly.signature import WINDOW
 from streamserve_anomaly.stats import alpha_of
 
@@ -40,7 +40,7 @@ MIN_STD = 1e-6
 _ALPHA, _YOUNG, _COUNT, _MEAN, _VAR, _POS = range(6)
 
 
-@njit(cache=True, nogil=True)
+@compiled
 def _rows(state: Floats, ring: Floats, xs: Floats, windows: npt.NDArray[np.float32],
           zs: npt.NDArray[np.float32]) -> None:
     """For each ``x`` of ``xs`` in order: its standardised window and value; then fold it in."""

@@ -35,8 +35,8 @@ import math
 
 import numpy as np
 import numpy.typing as npt
-from numba import njit
 
+from streamserve_anomaly.jit import compiled
 from streamserve_anomaly.settings import AnomalySettings
 from streamserve_anomaly.signature import WINDOW
 from streamserve_anomaly.stats import alpha_of
@@ -95,7 +95,7 @@ def record_init(state: Floats, at: int, horizon: int) -> None:
     state[at + _R_LOW] = state[at + _R_DONE_LOW] = math.inf
 
 
-@njit(cache=True, nogil=True)
+@compiled
 def record_excess(state: Floats, at: int, x: float, both: bool) -> float:
     """How far ``x`` lies beyond the earlier range, in units of it; then fold ``x`` in.
 
@@ -113,7 +113,7 @@ def record_excess(state: Floats, at: int, x: float, both: bool) -> float:
     return result
 
 
-@njit(cache=True, nogil=True)
+@compiled
 def record_fold(state: Floats, at: int, x: float) -> None:
     """Add ``x`` to the range without scoring it."""
     if x > state[at + _R_HIGH]:
@@ -187,7 +187,7 @@ def new_shape_memory() -> Shapes:
     return np.zeros((MEMORY, LENGTH), dtype=np.uint8)
 
 
-@njit(cache=True, nogil=True)
+@compiled
 def shape_novelty(state: Floats, at: int, memory: Shapes, x: float) -> float:
     """Fold ``x`` in; at the end of a block, the excess of the new shape's novelty (else -inf)."""
     if x < state[at + _S_LOW]:
@@ -289,7 +289,7 @@ def new_time_profile() -> tuple[Floats, Buckets]:
     return np.zeros(RING), np.full(RING, -1, dtype=np.int64)
 
 
-@njit(cache=True, nogil=True)
+@compiled
 def time_deviation(state: Floats, at: int, levels: Floats, buckets: Buckets, level: float,
                    timestamp: int) -> float:
     """Fold the series' ``level`` at ``timestamp`` in; the excess of its deviation (-inf while
@@ -357,7 +357,7 @@ def prediction_init(state: Floats, at: int, *, error_halflife: float, averaging_
     state[at + _P_WARMUP] = warmup_points
 
 
-@njit(cache=True, nogil=True)
+@compiled
 def prediction_score(state: Floats, at: int, error: float) -> float:
     """The likelihood score of the series' next model ``error``."""
     index = int(state[at + _P_SCORED])
@@ -397,7 +397,7 @@ _PREDICTION = _TIME + TIME_FLOATS
 FLOATS = _PREDICTION + PREDICTION_FLOATS
 
 
-@njit(cache=True, nogil=True)
+@compiled
 def _step(state: Floats, memory: Shapes, levels: Floats, buckets: Buckets,
           value: float, timestamp: int, error: float) -> float:
     """The score of the series' next point: its value, timestamp and model error."""
@@ -424,7 +424,7 @@ def _step(state: Floats, memory: Shapes, levels: Floats, buckets: Buckets,
     return score
 
 
-@njit(cache=True, nogil=True)
+@compiled
 def _chunk(state: Floats, memory: Shapes, levels: Floats, buckets: Buckets,
            values: Floats, timestamps: Buckets, errors: Floats, out: Floats) -> None:
     for i in range(len(values)):
