@@ -31,10 +31,10 @@ def series(days: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def test_chunks_of_any_size_score_as_points(sizes: tuple[int, ...]) -> None:
     values, timestamps, errors = series(12, seed=len(sizes))
     settings = AnomalySettings(horizon_points=2400)  # several forgotten blocks in 12 days
-    one = OnlineDetector.create(settings)
+    one = OnlineDetector(settings)
     by_point = np.array([one.point(v, t, e) for v, t, e in
                          zip(values.tolist(), timestamps.tolist(), errors.tolist(), strict=True)])
-    many = OnlineDetector.create(settings)
+    many = OnlineDetector(settings)
     got = []
     start, k = 0, 0
     while start < len(values):
@@ -53,7 +53,7 @@ def test_a_chunk_longer_than_the_shape_memory_scores_as_points() -> None:
     values = np.concatenate([series(14, seed=s)[0] for s in (9, 10)])
     timestamps = 1_700_006_400 + 300 * np.arange(len(values), dtype=np.int64)
     errors = np.zeros(len(values))
-    one, many = OnlineDetector.create(AnomalySettings()), OnlineDetector.create(AnomalySettings())
+    one, many = OnlineDetector(AnomalySettings()), OnlineDetector(AnomalySettings())
     points = [one.point(v, t, 0.0) for v, t in zip(values.tolist(), timestamps.tolist(), strict=True)]
     parts = np.array_split(np.arange(len(values)), [5, 6, 13, 900, 7000])
     chunks = np.concatenate([many.chunk(values[p], timestamps[p], errors[p]) for p in parts])
@@ -66,7 +66,7 @@ def test_out_of_order_timestamps_in_a_chunk_still_score_as_points() -> None:
     values, timestamps, errors = series(3, seed=4)
     timestamps[100:110] = timestamps[100:110][::-1]
     settings = AnomalySettings(prediction_weight=0.0)
-    one, many = OnlineDetector.create(settings), OnlineDetector.create(settings)
+    one, many = OnlineDetector(settings), OnlineDetector(settings)
     points = [one.point(v, t, e) for v, t, e in zip(values.tolist(), timestamps.tolist(),
                                                      errors.tolist(), strict=True)]
     assert many.chunk(values, timestamps, errors).tolist() == points

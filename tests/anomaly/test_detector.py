@@ -306,7 +306,7 @@ def test_a_young_series_is_standardised_by_its_plain_mean_and_variance() -> None
     from streamserve_anomaly.normalise import Normaliser
 
     values = np.random.default_rng(5).normal(40.0, 3.0, 200)
-    normaliser = Normaliser.create(256.0)
+    normaliser = Normaliser(256.0)
     normaliser.chunk(values)
     assert normaliser.seen == 200
     assert normaliser.mean == pytest.approx(values.mean(), rel=1e-12)

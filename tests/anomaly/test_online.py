@@ -20,7 +20,7 @@ START = 1_700_006_400  # a midnight (UTC)
 
 def scores(values: list[float], settings: AnomalySettings | None = None, step: int = 1) -> list[float]:
     """Score a series point by point (model error 0: only the detector's own channels speak)."""
-    detector = OnlineDetector.create(settings or AnomalySettings())
+    detector = OnlineDetector(settings or AnomalySettings())
     return [detector.point(v, START + i * step, 0.0) for i, v in enumerate(values)]
 
 
@@ -171,7 +171,7 @@ def test_a_larger_excess_scores_higher() -> None:
 def test_two_detectors_are_independent() -> None:
     a, b = daily(3, seed=1), [100.0 * v for v in daily(3, seed=2)]
     alone = scores(a), scores(b)
-    first, second = OnlineDetector.create(AnomalySettings()), OnlineDetector.create(AnomalySettings())
+    first, second = OnlineDetector(AnomalySettings()), OnlineDetector(AnomalySettings())
     mixed = [(first.point(x, START + i, 0.0), second.point(y, START + i, 0.0))
              for i, (x, y) in enumerate(zip(a, b, strict=True))]
     assert [m[0] for m in mixed] == alone[0] and [m[1] for m in mixed] == alone[1]
@@ -198,7 +198,7 @@ def test_the_plot_finds_the_labelled_windows_of_a_nab_file(tmp_path: Path) -> No
 
 def test_a_series_costs_a_fixed_few_tens_of_kilobytes() -> None:
     """The state is four arrays of fixed size: it does not grow with the series."""
-    detector = OnlineDetector.create(AnomalySettings())
+    detector = OnlineDetector(AnomalySettings())
     values = np.asarray(daily(30))  # 8,640 points: every ring has wrapped
     timestamps = START + FIVE_MINUTES * np.arange(len(values), dtype=np.int64)
     detector.chunk(values[:100], timestamps[:100], np.zeros(100))

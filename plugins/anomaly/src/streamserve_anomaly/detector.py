@@ -71,8 +71,8 @@ class StreamState:
                 f"at most {settings.max_series_per_stream} are allowed (max_series_per_stream)",
             )
         created = Series(
-            Normaliser.create(settings.normalisation_halflife),
-            OnlineDetector.create(settings),
+            Normaliser(settings.normalisation_halflife),
+            OnlineDetector(settings),
         )
         self.series[series_id] = created
         return created

@@ -79,10 +79,6 @@ class Normaliser:
         """The last ``WINDOW`` raw values, each written twice (at ``i`` and ``i + WINDOW``) so
         that the window in time order is always the contiguous slice ``ring[pos:pos + WINDOW]``."""
 
-    @classmethod
-    def create(cls, halflife: float) -> Normaliser:
-        return cls(halflife)
-
     @property
     def seen(self) -> int:
         """Points preprocessed so far."""

@@ -427,6 +427,7 @@ def _step(state: Floats, memory: Shapes, levels: Floats, buckets: Buckets,
 @compiled
 def _chunk(state: Floats, memory: Shapes, levels: Floats, buckets: Buckets,
            values: Floats, timestamps: Buckets, errors: Floats, out: Floats) -> None:
+    """:func:`_step` for each point, in order; the scores into ``out``."""
     for i in range(len(values)):
         out[i] = _step(state, memory, levels, buckets, values[i], timestamps[i], errors[i])
 
@@ -457,10 +458,6 @@ class OnlineDetector:
         self.state = state
         self.shapes = new_shape_memory()
         self.levels, self.buckets = new_time_profile()
-
-    @classmethod
-    def create(cls, settings: AnomalySettings) -> OnlineDetector:
-        return cls(settings)
 
     @property
     def nbytes(self) -> int:

@@ -91,7 +91,7 @@ def make_examples(
     histories: list[FloatArray] = []
     values: list[FloatArray] = []
     for values_of_series in series:
-        history, z = Normaliser.create(settings.normalisation_halflife).chunk(values_of_series)
+        history, z = Normaliser(settings.normalisation_halflife).chunk(values_of_series)
         histories.append(history[WINDOW:])
         values.append(z[WINDOW:])
     return np.concatenate(histories), np.concatenate(values)

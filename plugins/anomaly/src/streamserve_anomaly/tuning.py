@@ -67,7 +67,7 @@ def model_errors(corpus: Sequence[nab.LabelledSeries], model_dir: Path) -> list[
     serve = tf.saved_model.load(str(model_dir)).signatures[SIGNATURE.name]
     errors = []
     for series in corpus:
-        history, z = Normaliser.create(AnomalySettings().normalisation_halflife).chunk(
+        history, z = Normaliser(AnomalySettings().normalisation_halflife).chunk(
             np.asarray(series.values, dtype=np.float32).astype(np.float64)
         )
         out = serve(**{HISTORY: tf.constant(history), VALUE: tf.constant(z)})
@@ -81,7 +81,7 @@ def score_corpus(
     """Every series scored point by point with ``settings``, as a stream of it would be."""
     scores = []
     for series, error in zip(corpus, errors, strict=True):
-        detector = OnlineDetector.create(settings)
+        detector = OnlineDetector(settings)
         values = np.asarray(series.values, dtype=np.float32).tolist()  # what the wire carries
         scores.append(np.array(list(map(detector.point, values, series.timestamps.tolist(),
                                         np.asarray(error, np.float32).tolist()))))
