@@ -185,15 +185,17 @@ def evaluate(
 
 
 def print_report(result: Evaluation, out: TextIO = sys.stdout) -> None:
-    """Per series (standard profile: windows found and false positives), then the corpus scores."""
+    """Per series (standard profile: windows found, false positives and the file's raw score), then
+    the corpus scores."""
     labels = [d.label.split(" (")[0] for d in result.detectors]
-    width = max(14, *(len(label) for label in labels))
-    print(f"{'series (standard profile: found/windows, false positives)':<56}"
+    width = max(20, *(len(label) for label in labels))
+    print(f"{'series (standard: found/windows, false positives, raw)':<56}"
           + "".join(f" {label:>{width}}" for label in labels), file=out)
     files = [d.profiles["standard"].files for d in result.detectors]
     for row in zip(*files, strict=True):
-        cells = "".join(f" {f'{f.detected_windows}/{f.windows}  FP {f.false_positives}':>{width}}"
-                        for f in row)
+        cells = "".join(
+            f" {f'{f.detected_windows}/{f.windows}  FP {f.false_positives:<3d}{f.raw:+6.2f}':>{width}}"
+            for f in row)
         print(f"{row[0].name:<56}{cells}", file=out)
     print("-" * (56 + (width + 1) * len(labels)), file=out)
     print(f"{'detector':<36} {'standard':>9} {'low FP':>8} {'low FN':>8}   threshold chosen on "
