@@ -4,6 +4,11 @@ Numba keeps compiled code beside the module (``__pycache__``), or in ``NUMBA_CAC
 user's cache folder; a process then loads it in a fraction of a second instead of compiling it for
 a few. Where none of those is writable (a read-only install with no writable home), Numba refuses
 ``cache=True`` outright; the plugin then compiles at every start rather than not start at all.
+
+Two kinds: :func:`compiled` keeps the GIL (a step of a few microseconds: releasing the GIL for it
+would hand it to any other busy thread and wait for it back, tens of microseconds), and
+:func:`compiled_loop` releases it (a chunk's loop, long enough that the server's other threads
+should run meanwhile).
 """
 
 from __future__ import annotations
@@ -13,14 +18,23 @@ from typing import Any, TypeVar
 
 from numba import njit
 
-__all__ = ["compiled"]
+__all__ = ["compiled", "compiled_loop"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def compiled(function: F) -> F:
-    """``function`` compiled to machine code (no GIL held while it runs), cached if possible."""
+def _compile(function: F, **options: Any) -> F:
     try:
-        return njit(cache=True, nogil=True)(function)  # type: ignore[return-value]
+        return njit(cache=True, **options)(function)
     except RuntimeError:  # "cannot cache function ...: no locator available"
-        return njit(nogil=True)(function)  # type: ignore[return-value]
+        return njit(**options)(function)
+
+
+def compiled(function: F) -> F:
+    """``function`` compiled to machine code, cached if possible; it holds the GIL."""
+    return _compile(function, nogil=False)
+
+
+def compiled_loop(function: F) -> F:
+    """``function`` compiled to machine code, cached if possible; it releases the GIL."""
+    return _compile(function, nogil=True)

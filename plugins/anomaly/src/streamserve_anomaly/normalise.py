@@ -8,7 +8,7 @@ window and the statistics. A young series' window is padded with its first value
 standardises to 0).
 
 :meth:`Normaliser.point` and :meth:`Normaliser.chunk` run one compiled loop (Numba, as the online
-detector; :func:`_rows`), so they compute the same rows; the trainer uses :meth:`Normaliser.chunk`
+detector; :func:`_row`), so they compute the same rows; the trainer uses :meth:`Normaliser.chunk`
 too, so the model learns from exactly what it is served.
 """
 
@@ -19,7 +19,7 @@ import math
 import numpy as np
 import numpy.typing as npt
 
-from streamserve_anomaly.jit import compiled
+from streamserve_anomaly.jit import compiled, compiled_loop
 from streamserve_anomaly.signature import WINDOW
 from streamserve_anomaly.stats import alpha_of
 
@@ -41,30 +41,34 @@ _ALPHA, _YOUNG, _COUNT, _MEAN, _VAR, _POS = range(6)
 
 
 @compiled
+def _row(state: Floats, ring: Floats, x: float, windows: npt.NDArray[np.float32], i: int) -> float:
+    """The standardised window before ``x`` (into ``windows[i]``) and ``x``; then fold ``x`` in."""
+    if state[_COUNT] == 0.0:
+        ring[:] = x
+        state[_MEAN] = x
+    mean, var = state[_MEAN], state[_VAR]
+    inv_std = 1.0 / max(math.sqrt(var), MIN_STD * max(1.0, abs(mean)))
+    pos = int(state[_POS])
+    for k in range(WINDOW):  # float64 (exact differences even at a large level), then rounded
+        windows[i, k] = min(CLIP, max(-CLIP, (ring[pos + k] - mean) * inv_std))
+    ring[pos] = x
+    ring[pos + WINDOW] = x
+    state[_POS] = (pos + 1) % WINDOW
+    count = state[_COUNT] + 1.0
+    state[_COUNT] = count
+    a = 1.0 / count if count <= state[_YOUNG] else state[_ALPHA]
+    d = x - mean
+    state[_MEAN] = a * x + (1.0 - a) * mean
+    state[_VAR] = ((1.0 - a) * a) * (d * d) + (1.0 - a) * var
+    return min(CLIP, max(-CLIP, (x - mean) * inv_std))
+
+
+@compiled_loop
 def _rows(state: Floats, ring: Floats, xs: Floats, windows: npt.NDArray[np.float32],
           zs: npt.NDArray[np.float32]) -> None:
-    """For each ``x`` of ``xs`` in order: its standardised window and value; then fold it in."""
+    """:func:`_row` for each ``x`` of ``xs``, in order."""
     for i in range(len(xs)):
-        x = xs[i]
-        count = state[_COUNT]
-        if count == 0.0:
-            ring[:] = x
-            state[_MEAN] = x
-        mean, var = state[_MEAN], state[_VAR]
-        inv_std = 1.0 / max(math.sqrt(var), MIN_STD * max(1.0, abs(mean)))
-        pos = int(state[_POS])
-        for k in range(WINDOW):  # float64 (exact differences even at a large level), then rounded
-            windows[i, k] = min(CLIP, max(-CLIP, (ring[pos + k] - mean) * inv_std))
-        zs[i] = min(CLIP, max(-CLIP, (x - mean) * inv_std))
-        ring[pos] = x
-        ring[pos + WINDOW] = x
-        state[_POS] = (pos + 1) % WINDOW
-        count += 1.0
-        state[_COUNT] = count
-        a = 1.0 / count if count <= state[_YOUNG] else state[_ALPHA]
-        d = x - mean
-        state[_MEAN] = a * x + (1.0 - a) * mean
-        state[_VAR] = ((1.0 - a) * a) * (d * d) + (1.0 - a) * var
+        zs[i] = _row(state, ring, xs[i], windows, i)
 
 
 class Normaliser:
@@ -96,9 +100,8 @@ class Normaliser:
         """The standardised window before ``x`` (float32[1, WINDOW]) and ``x`` (float32[1]); then
         fold ``x`` in."""
         windows = np.empty((1, WINDOW), dtype=np.float32)
-        z = np.empty(1, dtype=np.float32)
-        _rows(self.state, self.ring, np.array((x,)), windows, z)
-        return windows, z
+        z = _row(self.state, self.ring, x, windows, 0)
+        return windows, np.array((z,), dtype=np.float32)
 
     def chunk(self, xs: Floats) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
         """:meth:`point` for every value of ``xs`` in order: float32[N, WINDOW] and float32[N]."""
@@ -112,3 +115,4 @@ class Normaliser:
 # Load (or compile, once after an install) the compiled code now, so that a server has it before it
 # reports ready rather than on the first point a client sends (see online.py).
 Normaliser(1.0).point(0.0)
+Normaliser(1.0).chunk(np.zeros(1))

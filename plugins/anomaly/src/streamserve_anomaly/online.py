@@ -36,7 +36,7 @@ import math
 import numpy as np
 import numpy.typing as npt
 
-from streamserve_anomaly.jit import compiled
+from streamserve_anomaly.jit import compiled, compiled_loop
 from streamserve_anomaly.settings import AnomalySettings
 from streamserve_anomaly.signature import WINDOW
 from streamserve_anomaly.stats import alpha_of
@@ -424,7 +424,7 @@ def _step(state: Floats, memory: Shapes, levels: Floats, buckets: Buckets,
     return score
 
 
-@compiled
+@compiled_loop
 def _chunk(state: Floats, memory: Shapes, levels: Floats, buckets: Buckets,
            values: Floats, timestamps: Buckets, errors: Floats, out: Floats) -> None:
     """:func:`_step` for each point, in order; the scores into ``out``."""
