@@ -93,16 +93,30 @@ def test_a_burst_raises_one_alarm() -> None:
 
 def test_a_repeated_pattern_is_forgiven_after_its_first_occurrence() -> None:
     """A flat stretch in a daily wave is news once; the same stretch every day after is not."""
-    values = daily(8)
-    # From day 4 on, the same two hours of every day are flat at the level they start at.
-    for day in range(4, 8):
+    values = daily(12)
+    # From day 8 on (the time channel scores from day 7), the same two hours of every day are flat at
+    # the level they start at.
+    for day in range(8, 12):
         start = day * DAY_POINTS + 132  # where the wave falls steepest
         values[start : start + 24] = [values[start]] * 24
     # (The first day sets records while the cycle shows its range for the first time.)
     hits = [i for i in flagged(values, step=FIVE_MINUTES) if i >= DAY_POINTS]
-    first_flat = 4 * DAY_POINTS + 132
+    first_flat = 8 * DAY_POINTS + 132
     assert hits and first_flat <= hits[0] < first_flat + 24 + STEP * LENGTH, hits
-    assert not [i for i in hits if i >= 5 * DAY_POINTS], hits
+    assert not [i for i in hits if i >= 9 * DAY_POINTS], hits
+
+
+def test_the_time_channel_learns_a_week_before_it_scores() -> None:
+    """A series' first weekend is no news to the clock: it has not seen a week yet."""
+    state = np.empty(online.TIME_FLOATS)
+    online.time_init(state, 0, 6000)
+    levels, buckets = online.new_time_profile()
+    start = 1_700_006_400
+    excess = [online.time_deviation(state, 0, levels, buckets, 5.0 if day in (2, 3) else 0.0,
+                                    start + day * 86_400 + hour * 3600)
+              for day in range(9) for hour in range(24)]
+    assert excess[: 7 * 24] == [-math.inf] * (7 * 24)  # the "weekend" on days 2 and 3 included
+    assert all(math.isfinite(e) for e in excess[7 * 24 :])
 
 
 def test_a_day_unlike_the_days_before_it_is_flagged_by_the_clock() -> None:

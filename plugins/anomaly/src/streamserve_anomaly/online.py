@@ -257,7 +257,9 @@ def shape_novelty(state: Floats, at: int, memory: Shapes, x: float) -> float:
 #    ago, the *closest* of those that exist: the series only has to resemble one of its recent habits
 #    (yesterday, the day before, or the same day last week), so a weekly rhythm does not make every
 #    weekend an anomaly and a one-off change of the weekly rhythm is forgiven the day after.
-# 3. The deviation is scored as a record, once the series has a day of deviations to compare with.
+# 3. The deviation is scored as a record once the series is a week old: every lag exists then, and
+#    the record holds a week of deviations, weekends included. Before, a series that has not yet
+#    shown its weekly rhythm would find its first weekend (or any weekday's own habit) news.
 
 DAY = 86_400
 BUCKET_SECONDS = 600
@@ -269,9 +271,11 @@ DAYS_KEPT = 8
 RING = DAYS_KEPT * DAY // BUCKET_SECONDS
 """Buckets per series (1,152: 18 KiB of levels and bucket numbers)."""
 _LAG_BUCKETS = np.array([days * DAY // BUCKET_SECONDS for days in LAG_DAYS], dtype=np.int64)
+_LEARNING_SECONDS = max(LAG_DAYS) * DAY
+"""From its first point, how long a series' time channel learns before it scores."""
 
-# The layout from the profile's offset: the timestamp from which deviations are scored (a day after
-# the first one; inf before), then the record of deviations.
+# The layout from the profile's offset: the timestamp from which deviations are scored (a week
+# after the series' first point; inf before that point), then the record of deviations.
 _T_SCORED_FROM = 0
 _T_RECORD = 1
 TIME_FLOATS = _T_RECORD + RECORD_FLOATS
@@ -303,10 +307,10 @@ def time_deviation(state: Floats, at: int, levels: Floats, buckets: Buckets, lev
             deviation = min(deviation, abs(level - levels[then_slot]))
     levels[slot] = level
     buckets[slot] = bucket
+    if state[at + _T_SCORED_FROM] == math.inf:
+        state[at + _T_SCORED_FROM] = timestamp + _LEARNING_SECONDS
     if deviation == math.inf:
         return -math.inf
-    if state[at + _T_SCORED_FROM] == math.inf:
-        state[at + _T_SCORED_FROM] = timestamp + DAY
     if timestamp < state[at + _T_SCORED_FROM]:
         record_fold(state, at + _T_RECORD, deviation)
         return -math.inf
