@@ -81,6 +81,10 @@ def _parser() -> argparse.ArgumentParser:
                         help="streamserve's batching.max_batch_size (default: the server's default)")
     parser.add_argument("--intra-op-threads", type=int, metavar="N",
                         help="streamserve's tensorflow.intra_op_threads (default: the server's default)")
+    parser.add_argument("--baseline", type=Path, metavar="TREE",
+                        help="also run 'baseline': streamserve from the source tree TREE (a git "
+                        "worktree of an earlier commit, sharing this virtualenv), to compare a change "
+                        "in the same run")
     parser.add_argument("--out", type=Path, default=RESULTS, help=f"results folder (default {RESULTS})")
     parser.add_argument("--profile", nargs="?", const="threads", choices=["threads", "gil"],
                         help="record each server with py-spy during each timed scenario (into "
@@ -101,7 +105,7 @@ def _log(message: str) -> None:
 
 
 def _start_all(
-    kinds: list[str], workdir: Path, *, quick: bool, tuning: dict[str, int | None]
+    kinds: list[str], workdir: Path, *, quick: bool, tuning: dict[str, Any]
 ) -> dict[str, ServerProcess]:
     """Train the model (if a server needs it) while echo starts; then start and await the rest."""
     servers: dict[str, ServerProcess] = {}
@@ -143,7 +147,7 @@ def _run_one(
                                         f"{server.process.returncode}: {server.log_tail(5)}"]}
     if scenario.chunked and not has_chunks():
         return {"ok": True, "skipped": "the proto has no DetectAnomalyChunks yet"}
-    if scenario.protocol != "native" and server.kind != "streamserve":
+    if scenario.protocol != "native" and server.kind not in ("streamserve", "baseline"):
         return {"ok": True, "skipped": "serves no Open Inference Protocol"}
     if scenario.idle:
         return run_idle(pool, server, scenario, timing_)
@@ -182,8 +186,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if profiles:
         profiles.mkdir(parents=True, exist_ok=True)
     try:
-        tuning = {"max_batch_size": args.max_batch_size, "intra_op_threads": args.intra_op_threads}
-        servers = _start_all(args.servers, workdir, quick=args.quick, tuning=tuning)
+        tuning = {"max_batch_size": args.max_batch_size, "intra_op_threads": args.intra_op_threads,
+                  "baseline": args.baseline}
+        kinds = [k for k in args.servers if k != "baseline"] + (["baseline"] if args.baseline else [])
+        servers = _start_all(kinds, workdir, quick=args.quick, tuning=tuning)
         pool = ClientPool(args.clients)
         for repeat in range(args.repeat):
             # Each repeat starts with another server, so none is always measured first.
@@ -224,6 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "warmup": timing_.warmup, "clients": args.clients, "servers": args.servers,
             "scenarios": args.scenarios, "profile": args.profile,
             "max_batch_size": args.max_batch_size, "intra_op_threads": args.intra_op_threads,
+            "baseline": str(args.baseline) if args.baseline else None,
         },
         scenarios={s.name: s.describe() for s in chosen},
         machine=machine,
