@@ -22,7 +22,7 @@ TIMED_METRICS = (
     "server_cpu", "client_cpu", "client_cpu_max", "peak_rss_mb", "machine_busy", "machine_steal",
     "other_cpu", "server_us_per_message",
 )
-ORDER = ("echo", "naive", "naive-session", "streamserve", "baseline")
+ORDER = ("echo", "naive", "naive-session", "streamserve")
 IDLE_METRICS = ("idle_rss_mb", "open_mb", "closed_mb", "growth_mb", "peak_rss_mb")
 
 FLAT_MB = 16.0

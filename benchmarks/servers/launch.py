@@ -28,13 +28,13 @@ __all__ = [
 ]
 
 REPO = Path(__file__).resolve().parents[2]
-KINDS = ("echo", "naive", "naive-session", "streamserve", "baseline")
+KINDS = ("echo", "naive", "naive-session", "streamserve")
 DEFAULT_KINDS = ("echo", "naive", "streamserve")
 """``naive-session`` (the naive design calling the model through streamserve's own runner) runs
 only when asked for: it isolates what the serving design gains from what the model call gains."""
 """The servers, in report order: ceiling, baseline, the system under test."""
 SOURCE_DIRS = ("framework", "plugins/anomaly/src", "plugins/oip/src", "plugins/tfserving/src")
-"""Where a source tree keeps the core and the plugins (``baseline`` imports them from another tree)."""
+"""Where a source tree keeps the core and the plugins (a baseline imports them from another tree)."""
 
 _LISTENING = re.compile(r"listening on (\S+:\d+)")
 """The echo and naive servers' own ready line (benchmarks/servers/__init__.py)."""
@@ -48,6 +48,8 @@ class ServerProcess:
     process: subprocess.Popen[bytes]
     log_path: Path
     address: str = ""
+    tree: Path | None = None
+    """A baseline's source tree: streamserve as of an earlier commit (None: this tree's servers)."""
 
     @property
     def pid(self) -> int:
@@ -126,15 +128,15 @@ def start_server(
     *,
     max_batch_size: int | None = None,
     intra_op_threads: int | None = None,
-    baseline: Path | None = None,
+    tree: Path | None = None,
 ) -> ServerProcess:
     """Start server ``kind`` on an ephemeral loopback port; :func:`wait_ready` before using it.
 
     :param model_dir: the model version directory (``<base>/1``); streamserve is given its base.
     :param max_batch_size: streamserve's ``batching.max_batch_size``; None: its default.
     :param intra_op_threads: streamserve's ``tensorflow.intra_op_threads``; None: its default.
-    :param baseline: the source tree (a git worktree of an earlier commit) that ``baseline``, a
-        streamserve like the one under test, runs from.
+    :param tree: with it, ``kind`` is any name, and the server is streamserve run from this source
+        tree (a git worktree of an earlier commit): a baseline for a change, in the same run.
     """
     log_path = workdir / f"{kind}.log"
     python = sys.executable
@@ -148,18 +150,16 @@ def start_server(
         command = [python, "-m", "streamserve", "serve", "--config", str(config),
                    "--address", "127.0.0.1:0", "--ready-file", str(_ready_file(workdir))]
         _ready_file(workdir).unlink(missing_ok=True)
-    elif kind == "baseline":
-        if baseline is None:
-            raise ValueError("the baseline server needs a source tree (--baseline TREE)")
+    elif tree is not None:
         # An earlier tree may know no --ready-file: a fixed port, and its health polled.
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             address = f"127.0.0.1:{s.getsockname()[1]}"
-        folder = workdir / "baseline"
+        folder = workdir / kind
         folder.mkdir(exist_ok=True)
         config = _streamserve_config(folder, model_dir.parent, max_batch_size, intra_op_threads)
         command = [python, "-m", "streamserve", "serve", "--config", str(config), "--address", address]
-        return ServerProcess(kind, _spawn(command, log_path, baseline), log_path, address)
+        return ServerProcess(kind, _spawn(command, log_path, tree), log_path, address, tree)
     else:
         raise ValueError(f"unknown server {kind!r}; expected one of {', '.join(KINDS)}")
     return ServerProcess(kind, _spawn(command, log_path), log_path)
@@ -180,7 +180,7 @@ def wait_ready(server: ServerProcess, timeout: float) -> None:
             raise type(exc)(f"streamserve not ready:\n{server.log_tail()}") from None
         server.address = launched.address
         return
-    if server.kind == "baseline":
+    if server.tree is not None:
         wait_until_serving(server.address, [SERVICE], timeout,
                            gone=lambda: server.process.poll() is not None)
         return
