@@ -59,6 +59,16 @@ def _names(value: str, allowed: Sequence[str]) -> list[str]:
     return names
 
 
+def _baseline(value: str) -> tuple[str, Path]:
+    name, _, tree = value.rpartition("=")
+    name = name or "baseline"
+    if name in KINDS and name != "baseline":
+        raise argparse.ArgumentTypeError(f"{name!r} names a server already; choose another name")
+    if not (Path(tree) / "framework" / "streamserve").is_dir():
+        raise argparse.ArgumentTypeError(f"{tree} is not a streamserve source tree")
+    return name, Path(tree)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.run",
@@ -81,6 +91,11 @@ def _parser() -> argparse.ArgumentParser:
                         help="streamserve's batching.max_batch_size (default: the server's default)")
     parser.add_argument("--intra-op-threads", type=int, metavar="N",
                         help="streamserve's tensorflow.intra_op_threads (default: the server's default)")
+    parser.add_argument("--baseline", type=_baseline, action="append", default=[],
+                        metavar="[NAME=]TREE",
+                        help="also run streamserve from the source tree TREE (a git worktree of an "
+                        "earlier commit, sharing this virtualenv) as server NAME (default "
+                        "'baseline'), to compare a change in the same run; repeatable")
     parser.add_argument("--out", type=Path, default=RESULTS, help=f"results folder (default {RESULTS})")
     parser.add_argument("--profile", nargs="?", const="threads", choices=["threads", "gil"],
                         help="record each server with py-spy during each timed scenario (into "
@@ -101,7 +116,8 @@ def _log(message: str) -> None:
 
 
 def _start_all(
-    kinds: list[str], workdir: Path, *, quick: bool, tuning: dict[str, int | None]
+    kinds: list[str], workdir: Path, *, quick: bool, tuning: dict[str, Any],
+    trees: dict[str, Path] | None = None,
 ) -> dict[str, ServerProcess]:
     """Train the model (if a server needs it) while echo starts; then start and await the rest."""
     servers: dict[str, ServerProcess] = {}
@@ -120,7 +136,8 @@ def _start_all(
                 raise RuntimeError(f"training failed ({code}):\n{log}")
         for kind in kinds:
             if kind not in servers:
-                servers[kind] = start_server(kind, workdir, model_dir, **tuning)
+                servers[kind] = start_server(kind, workdir, model_dir, **tuning,
+                                             tree=(trees or {}).get(kind))
         for kind in kinds:
             wait_ready(servers[kind], _START_TIMEOUT)
             _log(f"{kind} ready on {servers[kind].address} (pid {servers[kind].pid})")
@@ -143,7 +160,7 @@ def _run_one(
                                         f"{server.process.returncode}: {server.log_tail(5)}"]}
     if scenario.chunked and not has_chunks():
         return {"ok": True, "skipped": "the proto has no DetectAnomalyChunks yet"}
-    if scenario.protocol != "native" and server.kind != "streamserve":
+    if scenario.protocol != "native" and server.kind != "streamserve" and server.tree is None:
         return {"ok": True, "skipped": "serves no Open Inference Protocol"}
     if scenario.idle:
         return run_idle(pool, server, scenario, timing_)
@@ -183,7 +200,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         profiles.mkdir(parents=True, exist_ok=True)
     try:
         tuning = {"max_batch_size": args.max_batch_size, "intra_op_threads": args.intra_op_threads}
-        servers = _start_all(args.servers, workdir, quick=args.quick, tuning=tuning)
+        trees = dict(args.baseline)
+        if len(trees) != len(args.baseline):
+            _parser().error("two --baseline trees have the same name")
+        kinds = [k for k in args.servers if k != "baseline"] + list(trees)
+        servers = _start_all(kinds, workdir, quick=args.quick, tuning=tuning, trees=trees)
         pool = ClientPool(args.clients)
         for repeat in range(args.repeat):
             # Each repeat starts with another server, so none is always measured first.
@@ -224,6 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "warmup": timing_.warmup, "clients": args.clients, "servers": args.servers,
             "scenarios": args.scenarios, "profile": args.profile,
             "max_batch_size": args.max_batch_size, "intra_op_threads": args.intra_op_threads,
+            "baselines": {name: str(tree) for name, tree in args.baseline},
         },
         scenarios={s.name: s.describe() for s in chosen},
         machine=machine,

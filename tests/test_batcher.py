@@ -18,6 +18,7 @@ from streamserve.config import BatchingConfig
 from streamserve.contract import Outputs, Rows, TensorSpec
 from streamserve.errors import InvalidArgument, StreamserveError, Unavailable
 from streamserve.runtime import Batcher, CallStatistics
+from streamserve.runtime import batcher as batcher_module
 
 TIMEOUT = 5.0  # seconds; a hang fails the test instead of stalling the run
 ModelOutputs = dict[str, npt.NDArray[Any]]
@@ -468,8 +469,91 @@ async def test_call_now_runs_an_idle_model_on_the_callers_thread() -> None:
         assert result.model_version == batcher.version
         assert seen == [threading.current_thread().name]  # no hand-off to the model thread
         assert (batcher.statistics.calls, batcher.statistics.rows) == (1, 2)
-        await score(batcher, rows)  # the ordinary path
-        assert seen[-1] == "test-model"
+
+
+# A cheap model's batches on the event loop --------------------------------------------------------
+# How cheap is cheap (batcher.INLINE_CALL_SECONDS) is set per test, so a loaded machine's slow call
+# cannot change which thread runs a batch.
+
+
+def threads_seen() -> tuple[list[str], Callable[[Rows], ModelOutputs]]:
+    seen: list[str] = []
+
+    def model(rows: Rows) -> ModelOutputs:
+        seen.append(threading.current_thread().name)
+        return affine(rows)
+
+    return seen, model
+
+
+async def thread_asleep(batcher: Batcher) -> None:
+    """Until the model thread waits for rows (after a batch it gets there on its own time)."""
+    deadline = time.monotonic() + TIMEOUT
+    while not batcher._sleeping:  # the state the test is about
+        assert time.monotonic() < deadline, "the model thread never went back to waiting"
+        await asyncio.sleep(0.001)
+
+
+async def test_a_model_not_known_to_be_cheap_runs_in_its_thread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(batcher_module, "INLINE_CALL_SECONDS", 3600.0)
+    seen, model = threads_seen()
+    async with running(model) as batcher:
+        await score(batcher, message(0, 2))  # no call so far: nothing says it is cheap
+    assert seen == ["test-model"]
+
+
+async def test_a_cheap_model_runs_the_rows_of_one_loop_turn_as_one_batch_on_the_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(batcher_module, "INLINE_CALL_SECONDS", 3600.0)
+    seen, model = threads_seen()
+    async with running(model) as batcher:
+        await score(batcher, message(0, 1))  # in the thread; now the model is known to be cheap
+        await thread_asleep(batcher)
+        futures = [await batcher.submit(message(n, 1), 1, lane=n) for n in range(5)]  # one turn
+        results = await asyncio.wait_for(asyncio.gather(*futures), TIMEOUT)
+    assert seen == ["test-model", threading.current_thread().name]  # one batch, on the loop
+    for n, result in enumerate(results):
+        assert_rows_equal(result, affine(message(n, 1)))
+    assert sorted(batcher.statistics.snapshot().batches) == [1, 5]
+
+
+async def test_a_slow_call_sends_the_model_back_to_its_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(batcher_module, "INLINE_CALL_SECONDS", 0.3)
+    seen, fast = threads_seen()
+    slow = False
+
+    def model(rows: Rows) -> ModelOutputs:
+        if slow:
+            time.sleep(0.8)
+        return fast(rows)
+
+    loop = threading.current_thread().name
+    async with running(model) as batcher:
+        await score(batcher, message(0, 1))
+        await thread_asleep(batcher)
+        await score(batcher, message(1, 1))
+        assert seen[-1] == loop
+        slow = True
+        await thread_asleep(batcher)
+        await score(batcher, message(2, 1))  # on the loop (the model was cheap), and slow
+        assert seen[-1] == loop
+        slow = False
+        await thread_asleep(batcher)
+        await score(batcher, message(3, 1))
+    assert seen[-1] == "test-model"
+
+
+async def test_more_rows_than_the_loop_takes_go_to_the_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(batcher_module, "INLINE_CALL_SECONDS", 3600.0)
+    seen, model = threads_seen()
+    async with running(model) as batcher:
+        await score(batcher, message(0, 1))
+        await thread_asleep(batcher)
+        await score(batcher, message(0, batcher_module.INLINE_MAX_ROWS + 1))
+    assert seen == ["test-model", "test-model"]
 
 
 async def test_call_now_declines_while_the_model_is_busy_so_rows_can_batch() -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -20,6 +21,7 @@ from pathlib import Path
 from benchmarks.procstat import die_with_parent
 from benchmarks.servers import SERVICE
 from streamserve.testing import ServerProcess as Launched
+from streamserve.testing import wait_until_serving
 
 __all__ = [
     "DEFAULT_KINDS", "KINDS", "ServerProcess", "start_server", "stop_server", "train_model", "wait_ready",
@@ -31,6 +33,8 @@ DEFAULT_KINDS = ("echo", "naive", "streamserve")
 """``naive-session`` (the naive design calling the model through streamserve's own runner) runs
 only when asked for: it isolates what the serving design gains from what the model call gains."""
 """The servers, in report order: ceiling, baseline, the system under test."""
+SOURCE_DIRS = ("framework", "plugins/anomaly/src", "plugins/oip/src", "plugins/tfserving/src")
+"""Where a source tree keeps the core and the plugins (a baseline imports them from another tree)."""
 
 _LISTENING = re.compile(r"listening on (\S+:\d+)")
 """The echo and naive servers' own ready line (benchmarks/servers/__init__.py)."""
@@ -44,6 +48,8 @@ class ServerProcess:
     process: subprocess.Popen[bytes]
     log_path: Path
     address: str = ""
+    tree: Path | None = None
+    """A baseline's source tree: streamserve as of an earlier commit (None: this tree's servers)."""
 
     @property
     def pid(self) -> int:
@@ -57,11 +63,14 @@ class ServerProcess:
         return "\n".join(text.splitlines()[-lines:])
 
 
-def _env() -> dict[str, str]:
+def _env(tree: Path | None = None) -> dict[str, str]:
     path = os.environ.get("PYTHONPATH", "")
+    # Another tree's sources go before the virtualenv's editable installs (of this tree): the
+    # same entry points then load that tree's code.
+    first = [str(tree / d) for d in SOURCE_DIRS] if tree is not None else []
     return {
         **os.environ,
-        "PYTHONPATH": f"{REPO}{os.pathsep}{path}" if path else str(REPO),
+        "PYTHONPATH": os.pathsep.join([*first, str(REPO), *([path] if path else [])]),
         # TensorFlow's C++ log (oneDNN, CPU features, cuInit on a machine without a GPU) is noise
         # in these logs: quiet, as `streamserve` keeps it by default.
         "TF_CPP_MIN_LOG_LEVEL": "3",
@@ -69,11 +78,11 @@ def _env() -> dict[str, str]:
     }
 
 
-def _spawn(command: list[str], log_path: Path) -> subprocess.Popen[bytes]:
+def _spawn(command: list[str], log_path: Path, tree: Path | None = None) -> subprocess.Popen[bytes]:
     with log_path.open("wb") as log:
         return subprocess.Popen(
             command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            cwd=REPO, env=_env(), preexec_fn=die_with_parent,
+            cwd=REPO, env=_env(tree), preexec_fn=die_with_parent,
         )
 
 
@@ -119,12 +128,15 @@ def start_server(
     *,
     max_batch_size: int | None = None,
     intra_op_threads: int | None = None,
+    tree: Path | None = None,
 ) -> ServerProcess:
     """Start server ``kind`` on an ephemeral loopback port; :func:`wait_ready` before using it.
 
     :param model_dir: the model version directory (``<base>/1``); streamserve is given its base.
     :param max_batch_size: streamserve's ``batching.max_batch_size``; None: its default.
     :param intra_op_threads: streamserve's ``tensorflow.intra_op_threads``; None: its default.
+    :param tree: with it, ``kind`` is any name, and the server is streamserve run from this source
+        tree (a git worktree of an earlier commit): a baseline for a change, in the same run.
     """
     log_path = workdir / f"{kind}.log"
     python = sys.executable
@@ -138,6 +150,16 @@ def start_server(
         command = [python, "-m", "streamserve", "serve", "--config", str(config),
                    "--address", "127.0.0.1:0", "--ready-file", str(_ready_file(workdir))]
         _ready_file(workdir).unlink(missing_ok=True)
+    elif tree is not None:
+        # An earlier tree may know no --ready-file: a fixed port, and its health polled.
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            address = f"127.0.0.1:{s.getsockname()[1]}"
+        folder = workdir / kind
+        folder.mkdir(exist_ok=True)
+        config = _streamserve_config(folder, model_dir.parent, max_batch_size, intra_op_threads)
+        command = [python, "-m", "streamserve", "serve", "--config", str(config), "--address", address]
+        return ServerProcess(kind, _spawn(command, log_path, tree), log_path, address, tree)
     else:
         raise ValueError(f"unknown server {kind!r}; expected one of {', '.join(KINDS)}")
     return ServerProcess(kind, _spawn(command, log_path), log_path)
@@ -157,6 +179,10 @@ def wait_ready(server: ServerProcess, timeout: float) -> None:
         except (RuntimeError, TimeoutError) as exc:
             raise type(exc)(f"streamserve not ready:\n{server.log_tail()}") from None
         server.address = launched.address
+        return
+    if server.tree is not None:
+        wait_until_serving(server.address, [SERVICE], timeout,
+                           gone=lambda: server.process.poll() is not None)
         return
     deadline = time.monotonic() + timeout
     while not server.address:

@@ -16,8 +16,9 @@ not for the whole chunk. (A model whose batch dimension is fixed, ``max_batch_si
 messages, one per call.) A message of more than ``max_rows_per_message`` rows is refused before
 any of it is queued (INVALID_ARGUMENT naming the limit).
 
-The queue is bounded in rows: :meth:`Batcher.submit` waits for room, so a call that produces rows
-faster than the model scores them stops reading its stream and gRPC flow control slows the client.
+The queue is bounded in rows: :meth:`Batcher.submit` waits for room (:meth:`Batcher.offer` says
+there is none), so a call that produces rows faster than the model scores them stops reading its
+stream and gRPC flow control slows the client.
 A call with nothing queued may always queue one message of up to one turn: a point stream is never
 kept out by a flood that filled the queue.
 A message of zero rows makes no model call: it gets one empty array per output of the model's
@@ -25,6 +26,15 @@ signature, as the model itself would answer, so plugins need no case of their ow
 
 Each model call that succeeds is counted, once per batch, in :attr:`Batcher.statistics` (rows,
 time, batch size: what Triton's ``ModelStatistics`` reports).
+
+The per-message path is plain Python on the event loop: a submit takes the lock and appends. If the
+model thread sleeps, the rows queued in one turn of the event loop are handled once, at its end: a
+cheap model (recent calls under ``INLINE_CALL_SECONDS``, a batch of at most ``INLINE_MAX_ROWS``)
+runs them right there on the loop, since handing them to the thread and the results back (a futex
+wake, a thread switch, the GIL changing hands twice, a self-pipe write) costs more than the call;
+otherwise the thread is woken (under load it is busy and needs no wake). A caller that waits for many
+futures (a stream's writer) passes ``wake``, called where its future is resolved, instead of adding
+a done callback to each future, which would cost a turn of the event loop per message.
 """
 
 from __future__ import annotations
@@ -60,6 +70,8 @@ class _Pending:
     rows: Rows
     count: int
     future: asyncio.Future[Outputs]
+    wake: Callable[[], None] | None = None
+    """Called on the event loop right after ``future`` is resolved (see :meth:`Batcher.offer`)."""
     taken: int = 0
     """Rows handed to the model so far (model thread)."""
     scored: int = 0
@@ -94,6 +106,16 @@ _Call = tuple[int, float, float]
 
 _Results = tuple[list[tuple[_Piece, "Outputs | Exception"]], list[_Call]]
 """One batch's outcome per piece, and the model calls that succeeded."""
+
+INLINE_CALL_SECONDS = 0.0002
+"""A model whose recent calls took less than this runs small batches on the event loop (see the
+module docstring). The thread's hand-offs cost ~50-100 µs of CPU per batch on a busy 2-core machine
+(measured on 1-row batches of unary calls); a model that is not known to be cheap yet (no call so
+far) uses its thread."""
+
+INLINE_MAX_ROWS = 256
+"""Most rows run on the event loop at once: more go to the model thread, so a burst of rows never
+holds the loop for long, whatever the model's recent calls cost."""
 
 _ANONYMOUS: Any = object()
 """The lane of submits that name none (one lane for all of them, first in first out)."""
@@ -131,6 +153,12 @@ class Batcher:
         self._queued_rows = 0
         self._running: list[_Pending] = []
         self._closed = False
+        self._sleeping = False
+        """The model thread waits for rows: only then does a submit need to wake it."""
+        self._wake_pending = False
+        """Rows queued for a sleeping model thread are handled at the end of this loop turn."""
+        self._call_seconds: float | None = None
+        """How long the model's recent calls took (a moving average; None: none yet)."""
         self._has_room = asyncio.Event()
         self._has_room.set()
         self._room_waiters = 0
@@ -172,39 +200,85 @@ class Batcher:
         for item in left:
             if not item.future.done():
                 item.future.set_exception(_unloaded())
+                if item.wake is not None:
+                    item.wake()
 
-    async def submit(self, rows: Rows, count: int, lane: object = _ANONYMOUS) -> asyncio.Future[Outputs]:
+    async def submit(
+        self, rows: Rows, count: int, lane: object = _ANONYMOUS,
+        wake: Callable[[], None] | None = None,
+    ) -> asyncio.Future[Outputs]:
         """Queue ``count`` rows of one message; returns a future of their outputs.
 
         ``lane`` names the call the message belongs to (messages of one lane are fed in order; lanes
         take turns). Waits while the queue is full, except for a call with nothing queued sending a
-        message of at most one turn."""
-        future: asyncio.Future[Outputs] = asyncio.get_running_loop().create_future()
-        if count == 0:
-            _, version, outputs = self._model
-            future.set_result(Outputs(_no_rows(outputs), version))
-            return future
-        self._check_size(count)
-        config = self._config
-        limit, turn = config.max_queued_rows, config.max_rows_per_call_turn
-        while (self._queued_rows and self._queued_rows + count > limit and not self._closed
-               and (lane is _ANONYMOUS or lane in self._lanes or count > turn)):
+        message of at most one turn. ``wake``: see :meth:`offer`."""
+        while (future := self.offer(rows, count, lane, wake)) is None:
             self._has_room.clear()
             self._room_waiters += 1
             try:
                 await self._has_room.wait()
             finally:
                 self._room_waiters -= 1
+        return future
+
+    def offer(
+        self, rows: Rows, count: int, lane: object = _ANONYMOUS,
+        wake: Callable[[], None] | None = None,
+    ) -> asyncio.Future[Outputs] | None:
+        """:meth:`submit` without the wait: None, and nothing queued, if the queue has no room now.
+
+        ``wake``, if given, is called on the event loop right after the future is resolved, when
+        that happens later (a message of zero rows gets a future resolved already, and no call)."""
+        loop = self._loop if self._loop is not None else asyncio.get_running_loop()
+        future: asyncio.Future[Outputs] = loop.create_future()
+        if count == 0:
+            _, version, outputs = self._model
+            future.set_result(Outputs(_no_rows(outputs), version))
+            return future
+        self._check_size(count)
+        config = self._config
+        queued = self._queued_rows
+        if (queued and queued + count > config.max_queued_rows and not self._closed
+                and (lane is _ANONYMOUS or lane in self._lanes
+                     or count > config.max_rows_per_call_turn)):
+            return None
         with self._lock:
             if self._closed:
                 raise _unloaded()
             queue = self._lanes.get(lane)
             if queue is None:
                 queue = self._lanes[lane] = collections.deque()
-            queue.append(_Pending(rows, count, future))
+            queue.append(_Pending(rows, count, future, wake))
             self._queued_rows += count
-            self._lock.notify()
+            if self._sleeping and not self._wake_pending:
+                # At the end of this turn of the event loop every message read in it is queued (one
+                # batch), and a woken thread does not take the interpreter from the loop midway.
+                self._wake_pending = True
+                loop.call_soon(self._end_of_turn)
         return future
+
+    def _end_of_turn(self) -> None:
+        """Run the queued rows on the loop if the model is cheap and idle; else wake its thread."""
+        self._wake_pending = False
+        cheap = (self._call_seconds is not None and self._call_seconds < INLINE_CALL_SECONDS
+                 and not self._config.max_delay_ms)
+        with self._lock:
+            if not self._sleeping or self._closed or not self._lanes:
+                return  # the thread is at work (it takes the rows) or there is nothing to do
+            if not cheap or self._queued_rows > INLINE_MAX_ROWS:
+                self._lock.notify()
+                return
+            batch, size = self._take(self._config.max_batch_size)
+            self._running = [piece.item for piece in batch]
+        try:
+            if batch:
+                call, version, _ = self._model
+                self._deliver(self._run(call, version, batch, size))
+        finally:
+            with self._lock:
+                self._running = []
+                if self._lanes:  # more than one batch was queued: the thread takes the rest
+                    self._lock.notify()
 
     def _check_size(self, count: int) -> None:
         limit = self._config.max_rows_per_message
@@ -245,11 +319,13 @@ class Batcher:
         lock = self._lock
         while True:
             with lock:
+                self._sleeping = True
                 lock.wait_for(lambda: self._lanes or self._closed)
                 if self._closed:
                     return
                 if delay:
                     lock.wait_for(lambda: self._queued_rows >= max_rows or self._closed, delay)
+                self._sleeping = False
                 batch, size = self._take(max_rows)
                 self._running = [piece.item for piece in batch]
             if self._room_waiters:  # else nobody to wake; _deliver sets it in any case
@@ -346,20 +422,28 @@ class Batcher:
                 continue
             if isinstance(result, Exception):
                 item.future.set_exception(result)
-                continue
-            item.scored += piece.stop - piece.start
-            if item.scored < item.count:
-                item.parts.append(result)
-            elif item.parts:
-                item.parts.append(result)
-                item.future.set_result(_joined(item.parts))
             else:
+                item.scored += piece.stop - piece.start
+                if item.scored < item.count:
+                    item.parts.append(result)
+                    continue
+                if item.parts:
+                    item.parts.append(result)
+                    result = _joined(item.parts)
                 item.future.set_result(result)
+            if item.wake is not None:
+                item.wake()
         self._count(calls)
 
     def _count(self, calls: list[_Call]) -> None:
         """Count the model calls that succeeded, for statistics and metrics (on the loop)."""
         for rows, started, ended in calls:
+            seconds, recent = ended - started, self._call_seconds
+            if recent is None or seconds > recent:
+                # One slow call is enough to leave the loop: most of the way up at once.
+                self._call_seconds = seconds if recent is None else (recent + 3 * seconds) / 4
+            else:
+                self._call_seconds = 0.9 * recent + 0.1 * seconds
             self.statistics.add(rows, started, ended)
             if self._on_batch is not None:
                 self._on_batch(rows)

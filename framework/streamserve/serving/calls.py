@@ -31,7 +31,7 @@ from streamserve.serving.status import abort
 if TYPE_CHECKING:
     from streamserve.serving.stream import Stream
 
-__all__ = ["Call", "Calls", "Endpoint"]
+__all__ = ["Call", "Calls", "Endpoint", "send_failed"]
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ class Call:
     passed) is recorded as CANCELLED (DEADLINE_EXCEEDED), whichever await it was cancelled in.
     """
 
-    __slots__ = ("answered", "context", "endpoint", "failed_at", "id", "opened", "started", "state",
+    __slots__ = ("_id", "answered", "context", "endpoint", "index", "opened", "started", "state",
                  "status", "stream")
 
     def __init__(self, endpoint: Endpoint, context: grpc.aio.ServicerContext,
@@ -74,10 +74,9 @@ class Call:
         self.context = context
         self.stream = stream
         """A bidirectional call: logged when it opens, counted in ``streamserve_active_streams``."""
-        self.id = secrets.token_hex(4)
-        """Names the call in log lines."""
-        self.failed_at = endpoint.where
-        """Where an error happened: the method, and the message index once one is known."""
+        self._id: str | None = None
+        self.index: int | None = None
+        """The message that errors from now on concern (None: the call as a whole)."""
         self.state: Any = None
         self.opened = False
         self.answered = 0
@@ -91,9 +90,23 @@ class Call:
             self.opened = True
         return self.state
 
-    def at(self, index: int) -> None:
-        """Errors from now on concern message ``index`` of the call."""
-        self.failed_at = f"{self.endpoint.where} message {index}"
+    def at(self, index: int | None) -> None:
+        """Errors from now on concern message ``index`` of the call (None: the call as a whole)."""
+        self.index = index
+
+    @property
+    def failed_at(self) -> str:
+        """Where an error happened: the method, and the message index once one is known."""
+        if self.index is None:
+            return self.endpoint.where
+        return f"{self.endpoint.where} message {self.index}"
+
+    @property
+    def id(self) -> str:
+        """Names the call in log lines; made on first use (most unary calls are never logged)."""
+        if self._id is None:
+            self._id = secrets.token_hex(4)
+        return self._id
 
     async def __aenter__(self) -> Call:
         endpoint = self.endpoint
@@ -141,16 +154,25 @@ class Call:
         endpoint = self.endpoint
         if self.status != "OK":
             endpoint.counted.error(self.status)
+        # Unary calls can come by the thousand a second: only their failures at INFO.
+        if not log.isEnabledFor(logging.INFO if self.stream or self.status != "OK" else logging.DEBUG):
+            return
         fields = {"plugin": endpoint.plugin, "method": endpoint.where, "status": self.status,
                   "messages": self.answered}
         elapsed = time.perf_counter() - self.started
         if self.stream:
             log.info("stream %s closed: %s after %d answered message(s) in %.1f s", self.id,
                      self.status, self.answered, elapsed, extra={"stream_id": self.id, **fields})
-        else:  # unary calls can come by the thousand a second: only their failures at INFO
+        else:
             log.log(logging.DEBUG if self.status == "OK" else logging.INFO,
                     "call %s to %s ended: %s in %.3f s", self.id, endpoint.where, self.status,
                     elapsed, extra={"call_id": self.id, **fields})
+
+
+def send_failed(exc: Exception) -> Cancelled:
+    """What a failure of gRPC's ``write`` means: the call is gone on the client's side (grpc's
+    ExecuteBatchError, or the server stopping); the call ends quietly, recorded as CANCELLED."""
+    return Cancelled(f"sending a response failed: {type(exc).__name__}: {exc}")
 
 
 class Calls:

@@ -26,10 +26,10 @@ from google.protobuf.message_factory import GetMessageClass
 
 from streamserve.config import ServerConfig
 from streamserve.contract import Context, Infer, Method, Outputs, Rows
-from streamserve.errors import Cancelled, InvalidArgument, ResourceExhausted, StreamserveError
+from streamserve.errors import InvalidArgument, ResourceExhausted, StreamserveError
 from streamserve.runtime import Batcher
 from streamserve.runtime.repository import Repository
-from streamserve.serving.calls import Call, Calls
+from streamserve.serving.calls import Call, Calls, send_failed
 from streamserve.serving.metrics import Metrics
 from streamserve.serving.plugin import ServedPlugin
 from streamserve.serving.stream import Stream
@@ -122,13 +122,12 @@ class MethodEndpoint:
 
     async def unary(self, data: bytes, context: grpc.aio.ServicerContext) -> bytes:
         async with Call(self, context) as call:
-            started = time.perf_counter()
             request = self._first(call, data)
             outputs = await self.infer(request, call.open_state(), alone=self.calls.open == 1,
                                        lane=call)
             encoded = self.encode(self.postprocess(outputs, request, call.state), 0)
             self.counted.sent.inc()
-            self.counted.latency.observe(time.perf_counter() - started)
+            self.counted.latency.observe(time.perf_counter() - call.started)
             call.answered = 1
             return encoded
         return b""  # the call is over on the client's side; nothing is sent
@@ -159,7 +158,7 @@ class MethodEndpoint:
         self.counted.received.inc()
         call.at(0)
         request = self.decode(data, 0)
-        call.failed_at = self.where
+        call.at(None)
         self.ready()
         return request
 
@@ -219,13 +218,12 @@ class MethodEndpoint:
         """Hand ``data`` to gRPC; a failure there means the call is gone on the client's side."""
         try:
             await write(data)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # grpc's ExecuteBatchError, or the server stopping
-            raise Cancelled(f"sending a response failed: {type(exc).__name__}: {exc}") from exc
+        except Exception as exc:  # not CancelledError: that ends the call as it is
+            raise send_failed(exc) from exc
 
     async def submit(
-        self, request: Message, state: Any, *, lane: object, alone: bool = False
+        self, request: Message, state: Any, *, lane: object, alone: bool = False,
+        wake: Callable[[], None] | None = None,
     ) -> asyncio.Future[Outputs]:
         """Preprocess ``request`` and queue its rows; a future of its outputs.
 
@@ -233,6 +231,7 @@ class MethodEndpoint:
         idle model runs the rows at once on this thread (:meth:`Batcher.call_now`): nothing could
         share the batch, and the hand-offs to the model thread and back cost more than the wait
         they avoid. ``lane``: the call, whose messages take turns with other calls' at the model.
+        ``wake``: called when a future returned unresolved is resolved (:meth:`Batcher.offer`).
         """
         batcher, rows, count = self.route(self.preprocess(request, state))
         if batcher is None:  # a request about no model
@@ -240,7 +239,10 @@ class MethodEndpoint:
         else:
             now = batcher.call_now(rows, count) if alone else None
             if now is None:
-                return await batcher.submit(rows, count, lane)
+                queued = batcher.offer(rows, count, lane, wake)
+                if queued is None:  # the queue is full: wait for room
+                    queued = await batcher.submit(rows, count, lane, wake)
+                return queued
             outputs = now
         future: asyncio.Future[Outputs] = asyncio.get_running_loop().create_future()
         future.set_result(outputs)

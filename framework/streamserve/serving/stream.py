@@ -5,6 +5,11 @@ The reader takes messages off the wire, decodes and preprocesses them and submit
 A stream is so not limited to one model call per round trip, and when that many wait the reader
 stops reading: HTTP/2 flow control slows a client that sends faster than the model scores (bounded
 memory, no errors).
+
+Per message the two tasks meet through plain fields and one future at a time, not asyncio's Event
+and Semaphore (each wait there asks for the running loop, a system call on Linux): the writer sleeps
+on a future of its own, which the batcher resolves directly when the model's results are in (its
+``wake``), so the writer runs in the next turn of the event loop, once per batch.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from google.protobuf.message import Message
 
 from streamserve.contract import Outputs
 from streamserve.errors import StreamserveError
-from streamserve.serving.calls import Call
+from streamserve.serving.calls import Call, send_failed
 
 if TYPE_CHECKING:
     from streamserve.serving.handlers import MethodEndpoint
@@ -69,18 +74,21 @@ class Stop:
 class Stream:
     """One bidirectional call. :meth:`run` serves it; :meth:`end` stops it from outside (drain, idle)."""
 
-    __slots__ = ("call", "ended_by", "endpoint", "items", "last_heard", "reader", "ready", "requests",
-                 "room", "waiting")
+    __slots__ = ("_loop", "_no_room", "_writer_waits", "call", "ended_by", "endpoint", "items",
+                 "last_heard", "reader", "requests", "unanswered", "waiting")
 
     def __init__(self, endpoint: MethodEndpoint, call: Call, requests: AsyncIterable[bytes]) -> None:
         self.endpoint = endpoint
         self.call = call
         self.requests = requests
         self.items: collections.deque[Answer | Stop] = collections.deque()
-        self.ready = asyncio.Event()
-        """Set when the first item may have become answerable: the model's results wake the writer
-        (one wake per batch, not per message), and so does a Stop."""
-        self.room = asyncio.Semaphore(READ_AHEAD)
+        self._loop = asyncio.get_running_loop()
+        self._writer_waits: asyncio.Future[None] | None = None
+        """The writer sleeps on it until the first item may have become answerable (:meth:`_wake`)."""
+        self.unanswered = 0
+        """Messages read and not yet answered: the reader stops at ``READ_AHEAD``."""
+        self._no_room: asyncio.Future[None] | None = None
+        """The reader sleeps on it while ``READ_AHEAD`` messages are unanswered."""
         self.waiting = False
         """True while the reader waits for the client's next message (the only place it may be
         cancelled without losing a message it already took)."""
@@ -118,7 +126,9 @@ class Stream:
         messages = aiter(self.requests)
         try:
             while self.ended_by is None:
-                await self.room.acquire()
+                while self.unanswered >= READ_AHEAD:
+                    self._no_room = self._loop.create_future()
+                    await self._no_room
                 if self.ended_by is not None:
                     break
                 self.waiting = True
@@ -134,16 +144,18 @@ class Stream:
                 request = endpoint.decode(data, index)
                 state = call.open_state()
                 try:
-                    outputs = await endpoint.submit(request, state, lane=call,
+                    outputs = await endpoint.submit(request, state, lane=call, wake=self._wake,
                                                     alone=calls.open == 1 and not self.items)
                 except StreamserveError as exc:
                     if endpoint.on_error is None:
                         raise
                     # Answered in-band, in its turn; the stream goes on.
-                    outputs = asyncio.get_running_loop().create_future()
+                    outputs = self._loop.create_future()
                     outputs.set_exception(exc)
                 self.items.append(Answer(index, request, outputs, heard))
-                outputs.add_done_callback(self._wake)
+                self.unanswered += 1
+                if outputs.done():  # resolved already: nobody else wakes the writer for it
+                    self._wake()
                 index += 1
         except asyncio.CancelledError:
             if self.ended_by is None:  # cancelled because the call itself is over
@@ -157,10 +169,15 @@ class Stream:
 
     def _finish(self, stop: Stop) -> None:
         self.items.append(stop)
-        self.ready.set()
+        self._wake()
 
-    def _wake(self, _: object = None) -> None:
-        self.ready.set()
+    def _wake(self) -> None:
+        """The first item may have become answerable: wake the writer if it sleeps."""
+        waiter = self._writer_waits
+        if waiter is not None:
+            self._writer_waits = None
+            if not waiter.done():
+                waiter.set_result(None)
 
     # -- the writer -----------------------------------------------------------------------------
 
@@ -168,13 +185,13 @@ class Stream:
         """Answer the items in order, as their outputs come in."""
         endpoint, call = self.endpoint, self.call
         counted = endpoint.counted
-        items, ready, room = self.items, self.ready, self.room
+        items = self.items
         write = call.context.write
         now = time.perf_counter
         while True:
             if not items or not _answerable(items[0]):
-                ready.clear()
-                await ready.wait()
+                self._writer_waits = self._loop.create_future()
+                await self._writer_waits
                 continue
             item = items.popleft()
             if isinstance(item, Stop):
@@ -188,10 +205,18 @@ class Stream:
             except Exception:
                 call.at(item.index)
                 raise
-            room.release()
+            self.unanswered -= 1
+            no_room = self._no_room
+            if no_room is not None:
+                self._no_room = None
+                if not no_room.done():
+                    no_room.set_result(None)
             counted.sent.inc()
             counted.latency.observe(now() - item.heard)
-            await endpoint.send(write, data)
+            try:
+                await write(data)
+            except Exception as exc:  # not CancelledError: that ends the call as it is
+                raise send_failed(exc) from exc
             call.answered += 1
 
 
