@@ -128,48 +128,34 @@ async def test_invalid_utf8_in_a_string_field_is_invalid_argument(anomaly_model:
         assert call_errors(server) == {"INVALID_ARGUMENT": 1}
 
 
-async def test_a_request_over_the_size_limit_is_resource_exhausted_and_counted(
-    scaler_server: Server, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize(
+    ("payload", "limit"),
+    [
+        # 2403 bytes in; the receive limit is 2000.
+        (values(*([1.0] * 600)), "2000 (server.max_receive_message_bytes)"),
+        # 1203 bytes in, as many out; the send limit is 1000.
+        (values(*([1.0] * 300)), "1000 (server.max_send_message_bytes)"),
+    ],
+    ids=["request", "response"],
+)
+async def test_a_message_over_a_size_limit_is_resource_exhausted_and_counted(
+    scaler_server: Server, caplog: pytest.LogCaptureFixture, payload: bytes, limit: str
 ) -> None:
-    big = values(*([1.0] * 600))  # 2403 bytes; the limit is 2000
     async with grpc.aio.insecure_channel(scaler_server.address) as channel:
         with caplog.at_level(logging.INFO):
             replies = []
             with pytest.raises(grpc.aio.AioRpcError) as bidi:
                 async for reply in raw(channel, "stream_stream", "ScaleStream")(
-                    iter([values(1.0), big]), timeout=TIMEOUT
+                    iter([values(1.0), payload]), timeout=TIMEOUT
                 ):
                     replies.append(reply)
             with pytest.raises(grpc.aio.AioRpcError) as unary:
-                await raw(channel, "unary_unary", "Scale")(big, timeout=TIMEOUT)
+                await raw(channel, "unary_unary", "Scale")(payload, timeout=TIMEOUT)
             await wait_for(lambda: scaler_server.calls.open == 0, "the calls to end")
     assert replies == [values(3.0)]
     for error in (bidi, unary):
         assert error.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-        assert "over the limit of 2000 (server.max_receive_message_bytes)" in (error.value.details() or "")
-    assert call_errors(scaler_server) == {"RESOURCE_EXHAUSTED": 2}
-    assert "closed: RESOURCE_EXHAUSTED after 1 answered" in caplog.text
-
-
-async def test_a_response_over_the_size_limit_is_refused_and_counted(
-    scaler_server: Server, caplog: pytest.LogCaptureFixture
-) -> None:
-    wide = values(*([1.0] * 300))  # 1203 bytes in, as many out; the send limit is 1000
-    async with grpc.aio.insecure_channel(scaler_server.address) as channel:
-        with caplog.at_level(logging.INFO):
-            replies = []
-            with pytest.raises(grpc.aio.AioRpcError) as bidi:
-                async for reply in raw(channel, "stream_stream", "ScaleStream")(
-                    iter([values(1.0), wide]), timeout=TIMEOUT
-                ):
-                    replies.append(reply)
-            with pytest.raises(grpc.aio.AioRpcError) as unary:
-                await raw(channel, "unary_unary", "Scale")(wide, timeout=TIMEOUT)
-            await wait_for(lambda: scaler_server.calls.open == 0, "the calls to end")
-    assert replies == [values(3.0)]
-    for error in (bidi, unary):
-        assert error.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-        assert "over the limit of 1000 (server.max_send_message_bytes)" in (error.value.details() or "")
+        assert f"over the limit of {limit}" in (error.value.details() or "")
     assert call_errors(scaler_server) == {"RESOURCE_EXHAUSTED": 2}
     assert "closed: RESOURCE_EXHAUSTED after 1 answered" in caplog.text
     assert "Traceback" not in caplog.text and "ExecuteBatchError" not in caplog.text
