@@ -18,7 +18,7 @@ help:
 	@echo "make lint    ruff and mypy"
 	@echo "make protos  regenerate Python code from protos/*.proto"
 	@echo "make bench   the benchmark harness: echo, naive, streamserve (docs/performance.md; ~11 min)"
-	@echo "make bench-peer  streamserve vs MLServer on a user's SavedModel (own venv .venv-peer; ~5 min)"
+	@echo "make bench-peer  streamserve vs MLServer (and the echo ceiling) on a user's SavedModel (own venv .venv-peer; ~7 min)"
 	@echo "make nab     score the anomaly detector on ../shared/data/nab over gRPC (docs/anomaly.md)"
 
 # The virtualenv is brought up to date when a dependency list changes.

@@ -11,7 +11,10 @@ it (:mod:`benchmarks.servers.peer_model`: a ``tf.Module`` wrapping a Keras autoe
 - **mlserver**: MLServer (its own virtualenv: it pins what streamserve's cannot share) in process
   (``parallel_workers: 0``), adaptive batching of 64 rows / 2 ms, through a small custom runtime
   that calls the SavedModel (:mod:`benchmarks.servers.mlserver_runtime`);
-- **streamserve**: the ``oip`` plugin over a model repository holding that directory, its defaults.
+- **streamserve**: the ``oip`` plugin over a model repository holding that directory, its defaults;
+- **echo**: no model at all (:mod:`benchmarks.servers.oip_echo`): grpc.aio answering each request
+  with zeros, the most a Python gRPC server can do per request with this client on this machine.
+  Its ratio to MLServer is the highest any ratio goal can reach here (the client shares the cores).
 
 Both get the same load from the same client processes (:mod:`benchmarks.loadgen` with
 tritonclient's messages, one request in flight per caller): ModelStreamInfer over 1 and 64 streams,
@@ -53,7 +56,7 @@ __all__ = ["SCENARIOS", "main"]
 
 RESULTS = REPO / "benchmarks" / "results"
 MODEL = "autoencoder"
-SERVERS = ("mlserver", "streamserve")
+SERVERS = ("mlserver", "streamserve", "echo")
 SCENARIOS = {
     "stream-1": Scenario("stream-1", streams=1, clients=1, protocol="oip-stream"),
     "stream-64": Scenario("stream-64", streams=64, protocol="oip-stream"),
@@ -73,7 +76,8 @@ GOALS = {
     "stream-1": ("p99", 0.35),
 }
 """Issue 13's goals: streamserve's msg/s at least, or its p99 at most, this times MLServer's."""
-STREAM_RESPONSE = {"mlserver": "ModelInferResponse", "streamserve": "ModelStreamInferResponse"}
+STREAM_RESPONSE = {"mlserver": "ModelInferResponse", "streamserve": "ModelStreamInferResponse",
+                   "echo": "ModelStreamInferResponse"}
 """What each server's ModelStreamInfer streams back: MLServer's proto answers a bare
 ModelInferResponse where Triton's (and streamserve's) wrap it in ModelStreamInferResponse."""
 MLSERVER_BATCH = {"max_batch_size": 64, "max_batch_time": 0.002}
@@ -155,6 +159,12 @@ def start_streamserve(workdir: Path, models: Path) -> Peer:
     )
     return _spawn("streamserve", [sys.executable, "-m", "streamserve", "serve", "--config", str(config)],
                   workdir, f"127.0.0.1:{port}")
+
+
+def start_echo(workdir: Path) -> Peer:
+    address = f"127.0.0.1:{_free_port()}"
+    return _spawn("echo", [sys.executable, "-m", "benchmarks.servers.oip_echo", "--address", address],
+                  workdir, address)
 
 
 def start_mlserver(workdir: Path, model_dir: Path, peer_python: Path) -> Peer:
@@ -250,6 +260,8 @@ def summarise(records: list[dict[str, Any]], names: Sequence[str], servers: Sequ
                 "p99": ours["p99_ms"] / theirs["p99_ms"],
                 "cpu_per_message": ours["cpu_us_per_message"] / theirs["cpu_us_per_message"],
             }
+            if "echo" in row:
+                row["ratio"]["ceiling"] = row["echo"]["messages_per_s"] / theirs["messages_per_s"]
             if name in GOALS:
                 what, goal = GOALS[name]
                 have = row["ratio"]["messages_per_s" if what == "msg/s" else "p99"]
@@ -266,9 +278,10 @@ def markdown(result: dict[str, Any]) -> str:
              f"streamserve calls the model through a {result['streamserve_runner']}. "
              f"Machine: {result['machine'].get('cores', '?')} cores, load average "
              f"{result['machine'].get('load_average')} at the start.", "",
+             "The echo server answers with no model: its ratio is the ceiling of any ratio here.", "",
              "| load | MLServer msg/s | p50 / p99 ms | CPU µs/msg | streamserve msg/s | p50 / p99 ms "
-             "| CPU µs/msg | ratio msg/s | ratio p99 | goal |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| CPU µs/msg | ratio msg/s | ratio p99 | goal | echo msg/s | echo ratio (ceiling) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
 
     def cells(run: dict[str, Any] | None) -> str:
         if run is None:
@@ -284,8 +297,12 @@ def markdown(result: dict[str, Any]) -> str:
                      f"{'met' if goal['met'] else 'NOT met'}") if goal else ""
         speed = f"{ratio['messages_per_s']:.2f}x" if ratio else "-"
         p99 = f"{ratio['p99']:.2f}x" if ratio else "-"
+        echo = row.get("echo")
+        echo_rate = f"{echo['messages_per_s']:,.0f}" if echo else "-"
+        ceiling = f"{ratio['ceiling']:.2f}x" if ratio and "ceiling" in ratio else "-"
         lines.append(f"| {result['scenarios'][name]} | {cells(row.get('mlserver'))} | "
-                     f"{cells(row.get('streamserve'))} | {speed} | {p99} | {goal_text} |")
+                     f"{cells(row.get('streamserve'))} | {speed} | {p99} | {goal_text} | {echo_rate} | "
+                     f"{ceiling} |")
     return "\n".join(lines) + "\n"
 
 
@@ -333,8 +350,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         _log("building the model (a tf.Module wrapping a Keras autoencoder)")
         model_dir = build_model(workdir)
         for server in servers:
-            peers[server] = (start_streamserve(workdir, model_dir.parent.parent) if server == "streamserve"
-                             else start_mlserver(workdir, model_dir, args.peer_python))
+            if server == "streamserve":
+                peers[server] = start_streamserve(workdir, model_dir.parent.parent)
+            elif server == "mlserver":
+                peers[server] = start_mlserver(workdir, model_dir, args.peer_python)
+            else:
+                peers[server] = start_echo(workdir)
         for peer in peers.values():
             wait_model_ready(peer, _START_TIMEOUT)
             _log(f"{peer.kind} ready on {peer.address} (pid {peer.pid})")

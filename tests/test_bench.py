@@ -168,21 +168,23 @@ def test_peer_harness_runs_its_scenarios_against_streamserve(tmp_path: Path) -> 
     from benchmarks.peer import SCENARIOS
 
     done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.peer", "--quick", "--rounds", "1", "--servers", "streamserve",
-         "--out", str(tmp_path)],
+        [sys.executable, "-m", "benchmarks.peer", "--quick", "--rounds", "1", "--servers",
+         "streamserve,echo", "--out", str(tmp_path)],
         cwd=REPO, capture_output=True, text=True, timeout=300,
     )
     assert done.returncode == 0, f"exit {done.returncode}\n{done.stdout}\n{done.stderr[-4000:]}"
     (json_file,), (md_file,) = tmp_path.glob("peer-*.json"), tmp_path.glob("peer-*.md")
     result = json.loads(json_file.read_text())
     assert result["streamserve_runner"] == "session"
-    assert sorted(r["scenario"] for r in result["runs"]) == sorted(SCENARIOS)
-    for run in result["runs"]:
-        assert run["server"] == "streamserve" and run["ok"], run
-        assert run["sent"] == run["received"] > 0 and run["mismatched"] == 0
+    for server in ("streamserve", "echo"):  # the echo ceiling answers the same client in full too
+        runs = [r for r in result["runs"] if r["server"] == server]
+        assert sorted(r["scenario"] for r in runs) == sorted(SCENARIOS)
+        for run in runs:
+            assert run["ok"], run
+            assert run["sent"] == run["received"] > 0 and run["mismatched"] == 0
     for name, row in result["summary"].items():
-        ours = row["streamserve"]
-        assert ours["messages_per_s"] > 0 and ours["cpu_us_per_message"] > 0, name
+        for server in ("streamserve", "echo"):
+            assert row[server]["messages_per_s"] > 0 and row[server]["cpu_us_per_message"] > 0, name
         assert "ratio" not in row  # no MLServer in this run: nothing to compare with
     table = md_file.read_text()
     assert table.count("\n| ") == 1 + len(SCENARIOS)  # header and one row per scenario
@@ -209,3 +211,16 @@ def test_peer_summary_takes_medians_and_judges_the_goals() -> None:
     assert row["goal"] == {"what": "msg/s", "ratio": 2.5, "met": True}
     assert math.isclose(table["stream-1"]["ratio"]["p99"], 0.5)
     assert table["stream-1"]["goal"]["met"] is False  # p99 must be at most 0.35x
+    assert "ceiling" not in row["ratio"]  # no echo server in these records
+
+
+def test_peer_summary_gives_the_echo_servers_ratio_as_the_ceiling() -> None:
+    from benchmarks.peer import summarise
+
+    records = [{"server": server, "scenario": "stream-64", "ok": True, "messages_per_s": rate,
+                "p50_ms": 1.0, "p99_ms": 2.0, "server_cpu": 0.5}
+               for server, rate in (("mlserver", 4000), ("streamserve", 8000), ("echo", 9000))]
+    row = summarise(records, ["stream-64"], ["mlserver", "streamserve", "echo"])["stream-64"]
+    assert math.isclose(row["ratio"]["messages_per_s"], 2.0)
+    assert math.isclose(row["ratio"]["ceiling"], 2.25)  # no server could have reached 2.5x here
+    assert row["goal"]["met"] is False
