@@ -7,11 +7,15 @@ loaded and warm), which is what the harness waits for, the same line ``streamser
 from __future__ import annotations
 
 import argparse
+import asyncio
+import signal
 import sys
+
+import grpc
 
 from streamserve_anomaly._proto import anomaly_detection_pb2 as pb2
 
-__all__ = ["SERVICE", "announce", "has_chunks", "parse_args"]
+__all__ = ["SERVICE", "announce", "has_chunks", "parse_args", "serve"]
 
 SERVICE = pb2.DESCRIPTOR.services_by_name["AnomalyDetectionService"].full_name
 """The service every server under test offers, from the same generated code."""
@@ -27,6 +31,21 @@ def has_chunks() -> bool:
 def announce(address: str) -> None:
     """Tell the harness where we listen; flushed, since stdout is a file, not a terminal."""
     print(f"listening on {address}", flush=True)
+
+
+async def serve(address: str, handler: grpc.GenericRpcHandler) -> None:
+    """Serve ``handler`` with grpc.aio on ``address`` until SIGTERM or SIGINT (the echo servers)."""
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers([handler])
+    port = server.add_insecure_port(address)
+    await server.start()
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+    announce(f"{address.rpartition(':')[0]}:{port}")
+    await stopping.wait()
+    await server.stop(1)
 
 
 def parse_args(description: str, *, model: bool = False) -> argparse.Namespace:

@@ -11,13 +11,12 @@ of the same length (zero scores, the same timestamps). Whatever streamserve does
 from __future__ import annotations
 
 import asyncio
-import signal
 from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
 
-from benchmarks.servers import SERVICE, announce, has_chunks, parse_args
+from benchmarks.servers import SERVICE, has_chunks, parse_args, serve
 from streamserve_anomaly._proto import anomaly_detection_pb2 as pb2
 
 
@@ -59,23 +58,9 @@ def handlers() -> grpc.GenericRpcHandler:
     return grpc.method_handlers_generic_handler(SERVICE, methods)
 
 
-async def serve(address: str) -> None:
-    server = grpc.aio.server()
-    server.add_generic_rpc_handlers([handlers()])
-    port = server.add_insecure_port(address)
-    await server.start()
-    stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stopping.set)
-    announce(f"{address.rpartition(':')[0]}:{port}")
-    await stopping.wait()
-    await server.stop(1)
-
-
 def main() -> None:
     args = parse_args("The echo baseline: the anomaly service with no model.")
-    asyncio.run(serve(args.address))
+    asyncio.run(serve(args.address, handlers()))
 
 
 if __name__ == "__main__":

@@ -15,13 +15,12 @@ on that machine.
 from __future__ import annotations
 
 import asyncio
-import signal
 from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
 
-from benchmarks.servers import announce, parse_args
+from benchmarks.servers import parse_args, serve
 from streamserve_oip._proto import grpc_inference_pb2 as pb2
 
 SERVICE = "inference.GRPCInferenceService"
@@ -85,23 +84,9 @@ def handlers() -> grpc.GenericRpcHandler:
     })
 
 
-async def serve(address: str) -> None:
-    server = grpc.aio.server()
-    server.add_generic_rpc_handlers([handlers()])
-    port = server.add_insecure_port(address)
-    await server.start()
-    stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stopping.set)
-    announce(f"{address.rpartition(':')[0]}:{port}")
-    await stopping.wait()
-    await server.stop(1)
-
-
 def main() -> None:
     args = parse_args("The OIP echo ceiling: ModelInfer and ModelStreamInfer with no model.")
-    asyncio.run(serve(args.address))
+    asyncio.run(serve(args.address, handlers()))
 
 
 if __name__ == "__main__":
