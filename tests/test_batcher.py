@@ -568,6 +568,24 @@ async def test_call_now_declines_while_the_model_is_busy_so_rows_can_batch() -> 
         await asyncio.wait_for(asyncio.gather(first, queued), TIMEOUT)
 
 
+async def test_an_uncertain_lone_call_waits_for_the_batch_when_a_delay_is_configured() -> None:
+    """A unary call cannot know it is alone (gRPC hands waiting calls over one at a time): with
+    ``max_delay_ms`` it does not take the shortcut, and calls that follow within the delay share
+    its model call. Without a delay, or when certain (a lone stream), the rows run at once."""
+    model = Recorder()
+    async with running(model, max_delay_ms=300) as batcher:
+        assert batcher.call_now(message(0, 1), 1, certain=False) is None
+        first = await batcher.submit(message(0, 1), 1)
+        second = await batcher.submit(message(1, 1), 1)
+        await asyncio.wait_for(asyncio.gather(first, second), TIMEOUT)
+        assert model.sizes == [2]
+        assert batcher.call_now(message(2, 1), 1) is not None  # certain: at once, delay or not
+        assert model.sizes == [2, 1]
+    async with running(model) as batcher:  # no delay: nothing would wait for it anyway
+        assert batcher.call_now(message(3, 1), 1, certain=False) is not None
+        assert model.sizes == [2, 1, 1]
+
+
 async def test_call_now_raises_the_models_error_for_its_rows() -> None:
     def failing(rows: Rows) -> ModelOutputs:
         raise InvalidArgument("x", "no such rows")

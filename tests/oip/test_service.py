@@ -293,6 +293,31 @@ async def test_statistics_count_the_rows_and_model_calls(stub: pb2_grpc.GRPCInfe
     assert not after.memory_usage
 
 
+async def test_concurrent_unary_calls_share_model_calls_with_a_batching_delay(
+    oip_repository: Path, reference: Reference
+) -> None:
+    """Unary callers at once, ``max_delay_ms`` set: their rows share model calls (each handler used
+    to run its request at once, seeing itself as the only open call), and each gets its own rows'
+    answers."""
+    extra = "  batching: {max_delay_ms: 300}\n"
+    config = parse_config(repository_config(oip_repository, extra), env={})
+    async with (
+        serve_in_process(config, extra_plugins=[streamserve_oip.plugin], installed=False) as server,
+        grpc.aio.insecure_channel(server.address) as channel,
+    ):
+        stub = pb2_grpc.GRPCInferenceServiceStub(channel)
+        xs = [np.full((1, 3), i, np.float32) for i in range(8)]
+        answers = await asyncio.gather(*(stub.ModelInfer(typed_request(x, [i]), timeout=TIMEOUT)
+                                         for i, x in enumerate(xs)))
+        stats = await adder_statistics(stub)
+    assert stats.inference_count == 8
+    assert stats.execution_count < 8  # batched: at least two calls shared one model call
+    for i, (x, answer) in enumerate(zip(xs, answers, strict=True)):
+        got = {o.name: o for o in answer.outputs}
+        expected = reference("adder", x=x, k=np.array([i], np.int64))
+        np.testing.assert_array_equal(got["sum"].contents.fp32_contents, expected["sum"])
+
+
 async def test_statistics_of_every_model_and_not_found(stub: pb2_grpc.GRPCInferenceServiceStub) -> None:
     every = await stub.ModelStatistics(pb2.ModelStatisticsRequest(), timeout=TIMEOUT)
     assert [(m.name, m.version) for m in every.model_stats] == [

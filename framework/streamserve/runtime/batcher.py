@@ -289,14 +289,22 @@ class Batcher:
                 "send them in smaller messages"
             )
 
-    def call_now(self, rows: Rows, count: int) -> Outputs | None:
+    def call_now(self, rows: Rows, count: int, *, certain: bool = True) -> Outputs | None:
         """Run ``rows`` on the calling (event loop) thread if the model is idle; None if it is not.
 
         For a server with a single client waiting on its answer: there is nothing to batch with,
         and the two thread hand-offs (into the model thread and back to the loop) are most of what
         a lone message costs beyond the model itself. Only the loop submits, so while this runs
         nothing can queue behind it; the caller decides when being alone is certain.
+
+        ``certain``: whether the caller knows that no other call is about to submit. A stream that is
+        the server's only open call knows. A unary call does not: gRPC hands the calls that arrived to
+        their handlers one at a time, and each one runs to its answer before the next starts, so
+        under many concurrent callers every one of them looks alone. When not certain and the model
+        waits for fuller batches (``max_delay_ms``), None: the rows queue and wait, as configured.
         """
+        if not certain and self._config.max_delay_ms:
+            return None
         self._check_size(count)
         if count > self._config.max_rows_per_call_turn:
             return None  # more than one turn: it would hold the event loop; pieces take turns

@@ -223,21 +223,23 @@ class MethodEndpoint:
 
     async def submit(
         self, request: Message, state: Any, *, lane: object, alone: bool = False,
-        wake: Callable[[], None] | None = None,
+        certain: bool = True, wake: Callable[[], None] | None = None,
     ) -> asyncio.Future[Outputs]:
         """Preprocess ``request`` and queue its rows; a future of its outputs.
 
         ``alone``: the call is the server's only open call and has nothing else in flight. Then an
         idle model runs the rows at once on this thread (:meth:`Batcher.call_now`): nothing could
         share the batch, and the hand-offs to the model thread and back cost more than the wait
-        they avoid. ``lane``: the call, whose messages take turns with other calls' at the model.
-        ``wake``: called when a future returned unresolved is resolved (:meth:`Batcher.offer`).
+        they avoid. ``certain``: whether ``alone`` is sure (a stream) or only seems so (a unary
+        call: see :meth:`Batcher.call_now`). ``lane``: the call, whose messages take turns with
+        other calls' at the model. ``wake``: called when a future returned unresolved is resolved
+        (:meth:`Batcher.offer`).
         """
         batcher, rows, count = self.route(self.preprocess(request, state))
         if batcher is None:  # a request about no model
             outputs = Outputs({}, "")
         else:
-            now = batcher.call_now(rows, count) if alone else None
+            now = batcher.call_now(rows, count, certain=certain) if alone else None
             if now is None:
                 queued = batcher.offer(rows, count, lane, wake)
                 if queued is None:  # the queue is full: wait for room
@@ -249,7 +251,9 @@ class MethodEndpoint:
         return future
 
     async def infer(self, request: Message, state: Any, *, alone: bool, lane: object) -> Outputs:
-        return await (await self.submit(request, state, alone=alone, lane=lane))
+        """The outputs of a unary or server-streaming call's one request (its being ``alone`` is
+        never certain: the next call may be waiting in gRPC)."""
+        return await (await self.submit(request, state, alone=alone, certain=False, lane=lane))
 
 
 def _row_count(rows: Rows) -> int:
