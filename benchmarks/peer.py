@@ -140,11 +140,12 @@ def build_model(workdir: Path) -> Path:
     return out
 
 
-def start_streamserve(workdir: Path, models: Path) -> Peer:
-    port = _free_port()
-    config = workdir / "streamserve.yaml"
-    config.write_text(
-        "# Written by benchmarks.peer: the oip plugin over the model repository, its defaults.\n"
+def streamserve_config(port: int, models: Path, delay_ms: float | None = None) -> str:
+    """The YAML of the streamserve under test: the oip plugin over the model repository, its
+    defaults, or with ``delay_ms`` its batching's ``max_delay_ms``."""
+    batching = f"  batching: {{max_delay_ms: {delay_ms:g}}}\n" if delay_ms is not None else ""
+    return (
+        "# Written by benchmarks.peer: the oip plugin over the model repository.\n"
         "log_level: INFO\n"
         "server:\n"
         f"  address: 127.0.0.1:{port}\n"
@@ -156,7 +157,14 @@ def start_streamserve(workdir: Path, models: Path) -> Peer:
         "model_repository:\n"
         f"  path: {models}\n"
         "  poll_seconds: null\n"
+        f"{batching}"
     )
+
+
+def start_streamserve(workdir: Path, models: Path, delay_ms: float | None = None) -> Peer:
+    port = _free_port()
+    config = workdir / "streamserve.yaml"
+    config.write_text(streamserve_config(port, models, delay_ms))
     return _spawn("streamserve", [sys.executable, "-m", "streamserve", "serve", "--config", str(config)],
                   workdir, f"127.0.0.1:{port}")
 
@@ -275,7 +283,8 @@ def markdown(result: dict[str, Any]) -> str:
     lines = [f"# streamserve vs MLServer: {result['started']}", "",
              f"`{result['command']}`: {result['options']['rounds']} interleaved round(s) of "
              f"{result['options']['duration']:g} s per scenario; medians of the rounds. "
-             f"streamserve calls the model through a {result['streamserve_runner']}. "
+             f"streamserve calls the model through a {result['streamserve_runner']}, batching "
+             f"max_delay_ms {result['options'].get('streamserve_max_delay_ms', 0.0):g}. "
              f"Machine: {result['machine'].get('cores', '?')} cores, load average "
              f"{result['machine'].get('load_average')} at the start.", "",
              "The echo server answers with no model: its ratio is the ceiling of any ratio here.", "",
@@ -320,6 +329,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--quick", action="store_true", help="tiny: 1 s, 8 callers for 64")
     parser.add_argument("--out", type=Path, default=RESULTS, help=f"results folder (default {RESULTS})")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (model, logs)")
+    parser.add_argument("--streamserve-delay-ms", type=float, metavar="MS",
+                        help="streamserve's batching.max_delay_ms (default: its default, 0): how long "
+                        "a batch waits for more rows, as MLServer's 2 ms does")
     return parser
 
 
@@ -351,7 +363,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         model_dir = build_model(workdir)
         for server in servers:
             if server == "streamserve":
-                peers[server] = start_streamserve(workdir, model_dir.parent.parent)
+                peers[server] = start_streamserve(workdir, model_dir.parent.parent,
+                                                  args.streamserve_delay_ms)
             elif server == "mlserver":
                 peers[server] = start_mlserver(workdir, model_dir, args.peer_python)
             else:
@@ -400,7 +413,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                *(argv if argv is not None else sys.argv[1:])]),
         "options": {"rounds": args.rounds, "duration": timing_.duration, "warmup": timing_.warmup,
                     "clients": args.clients, "servers": servers, "quick": args.quick,
-                    "mlserver_batching": MLSERVER_BATCH},
+                    "mlserver_batching": MLSERVER_BATCH,
+                    "streamserve_max_delay_ms": args.streamserve_delay_ms or 0.0},
         "scenarios": {name: table[name].describe() for name in names},
         "machine": machine_info(),
         "streamserve_runner": runner,

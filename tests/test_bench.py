@@ -190,6 +190,18 @@ def test_peer_harness_runs_its_scenarios_against_streamserve(tmp_path: Path) -> 
     assert table.count("\n| ") == 1 + len(SCENARIOS)  # header and one row per scenario
 
 
+def test_peer_streamserve_config_is_valid_and_carries_the_batching_delay(tmp_path: Path) -> None:
+    from benchmarks.peer import streamserve_config
+    from streamserve.config import parse_config
+
+    default = parse_config(streamserve_config(50051, tmp_path), env={})
+    delayed = parse_config(streamserve_config(50051, tmp_path, 2.0), env={})
+    assert default.model_repository is not None and delayed.model_repository is not None
+    assert default.model_repository.batching.max_delay_ms == 0.0
+    assert delayed.model_repository.batching.max_delay_ms == 2.0
+    assert delayed.plugins["oip"].enabled and not delayed.plugins["anomaly"].enabled
+
+
 def test_peer_summary_takes_medians_and_judges_the_goals() -> None:
     from benchmarks.peer import summarise
 
