@@ -261,6 +261,8 @@ def summarise(records: list[dict[str, Any]], names: Sequence[str], servers: Sequ
                 "p99_ms": _median([r["p99_ms"] for r in runs]),
                 "cpu_us_per_message": _median(cpu_us),
             }
+        if "streamserve" in row and "echo" in row:  # how much of the ceiling streamserve reaches
+            row["of_ceiling"] = row["streamserve"]["messages_per_s"] / row["echo"]["messages_per_s"]
         if "mlserver" in row and "streamserve" in row:
             ours, theirs = row["streamserve"], row["mlserver"]
             row["ratio"] = {
@@ -289,8 +291,9 @@ def markdown(result: dict[str, Any]) -> str:
              f"{result['machine'].get('load_average')} at the start.", "",
              "The echo server answers with no model: its ratio is the ceiling of any ratio here.", "",
              "| load | MLServer msg/s | p50 / p99 ms | CPU µs/msg | streamserve msg/s | p50 / p99 ms "
-             "| CPU µs/msg | ratio msg/s | ratio p99 | goal | echo msg/s | echo ratio (ceiling) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| CPU µs/msg | ratio msg/s | ratio p99 | goal | echo msg/s | echo ratio (ceiling) "
+             "| streamserve / echo |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
 
     def cells(run: dict[str, Any] | None) -> str:
         if run is None:
@@ -309,9 +312,10 @@ def markdown(result: dict[str, Any]) -> str:
         echo = row.get("echo")
         echo_rate = f"{echo['messages_per_s']:,.0f}" if echo else "-"
         ceiling = f"{ratio['ceiling']:.2f}x" if ratio and "ceiling" in ratio else "-"
+        share = f"{row['of_ceiling']:.0%}" if "of_ceiling" in row else "-"
         lines.append(f"| {result['scenarios'][name]} | {cells(row.get('mlserver'))} | "
                      f"{cells(row.get('streamserve'))} | {speed} | {p99} | {goal_text} | {echo_rate} | "
-                     f"{ceiling} |")
+                     f"{ceiling} | {share} |")
     return "\n".join(lines) + "\n"
 
 

@@ -185,6 +185,8 @@ def test_peer_harness_runs_its_scenarios_against_streamserve(tmp_path: Path) -> 
     for name, row in result["summary"].items():
         for server in ("streamserve", "echo"):
             assert row[server]["messages_per_s"] > 0 and row[server]["cpu_us_per_message"] > 0, name
+        assert math.isclose(row["of_ceiling"],
+                            row["streamserve"]["messages_per_s"] / row["echo"]["messages_per_s"])
         assert "ratio" not in row  # no MLServer in this run: nothing to compare with
     table = md_file.read_text()
     assert table.count("\n| ") == 1 + len(SCENARIOS)  # header and one row per scenario
@@ -223,7 +225,7 @@ def test_peer_summary_takes_medians_and_judges_the_goals() -> None:
     assert row["goal"] == {"what": "msg/s", "ratio": 2.5, "met": True}
     assert math.isclose(table["stream-1"]["ratio"]["p99"], 0.5)
     assert table["stream-1"]["goal"]["met"] is False  # p99 must be at most 0.35x
-    assert "ceiling" not in row["ratio"]  # no echo server in these records
+    assert "ceiling" not in row["ratio"] and "of_ceiling" not in row  # no echo server here
 
 
 def test_peer_summary_gives_the_echo_servers_ratio_as_the_ceiling() -> None:
@@ -235,4 +237,5 @@ def test_peer_summary_gives_the_echo_servers_ratio_as_the_ceiling() -> None:
     row = summarise(records, ["stream-64"], ["mlserver", "streamserve", "echo"])["stream-64"]
     assert math.isclose(row["ratio"]["messages_per_s"], 2.0)
     assert math.isclose(row["ratio"]["ceiling"], 2.25)  # no server could have reached 2.5x here
+    assert math.isclose(row["of_ceiling"], 8000 / 9000)
     assert row["goal"]["met"] is False
