@@ -14,7 +14,8 @@ it (:mod:`benchmarks.servers.peer_model`: a ``tf.Module`` wrapping a Keras autoe
 - **streamserve**: the ``oip`` plugin over a model repository holding that directory, its defaults;
 - **echo**: no model at all (:mod:`benchmarks.servers.oip_echo`): grpc.aio answering each request
   with zeros, the most a Python gRPC server can do per request with this client on this machine.
-  Its ratio to MLServer is the highest any ratio goal can reach here (the client shares the cores).
+  Its ratio to MLServer bounds what a Python server's ratio can reach here (the client shares the
+  cores).
 
 Both get the same load from the same client processes (:mod:`benchmarks.loadgen` with
 tritonclient's messages, one request in flight per caller): ModelStreamInfer over 1 and 64 streams,
@@ -289,7 +290,7 @@ def markdown(result: dict[str, Any]) -> str:
              f"max_delay_ms {result['options'].get('streamserve_max_delay_ms', 0.0):g}. "
              f"Machine: {result['machine'].get('cores', '?')} cores, load average "
              f"{result['machine'].get('load_average')} at the start.", "",
-             "The echo server answers with no model: its ratio is the ceiling of any ratio here.", "",
+             "The echo server answers with no model: its ratio bounds a Python server's here.", "",
              "| load | MLServer msg/s | p50 / p99 ms | CPU µs/msg | streamserve msg/s | p50 / p99 ms "
              "| CPU µs/msg | ratio msg/s | ratio p99 | goal | echo msg/s | echo ratio (ceiling) "
              "| streamserve / echo |",
