@@ -115,6 +115,22 @@ def run_stream(channel: grpc.Channel, pb2: Any, index: int, stopped: threading.E
         log.error = exc
 
 
+def wait_until_every_replica_answers(channel: grpc.Channel, pb2: Any) -> None:
+    """One-point streams until every replica has answered one: round_robin picks among the replicas
+    it is connected to, so streams opened while one is still connecting would all go to the others
+    (seen on a busy machine: 6, 3 and 21 of 30)."""
+    method = channel.stream_stream(
+        f"/{ANOMALY}/DetectAnomalyStream", request_serializer=pb2.DataPoint.SerializeToString,
+        response_deserializer=pb2.AnomalyScore.FromString,
+    )
+    seen: set[str] = set()
+    deadline = time.monotonic() + TIMEOUT
+    while len(seen) < REPLICAS:
+        assert time.monotonic() < deadline, f"only replicas {sorted(seen)} answered"
+        for score in method(iter([pb2.DataPoint(value=0.0, timestamp=0)]), timeout=TIMEOUT):
+            seen.add(score.model_version)
+
+
 def test_streams_spread_over_replicas_and_move_when_one_stops(
     tmp_path: Path, anomaly_model_dir: Path
 ) -> None:
@@ -127,6 +143,7 @@ def test_streams_spread_over_replicas_and_move_when_one_stops(
         channel = stack.enter_context(
             grpc.insecure_channel(target, options=[("grpc.service_config", ROUND_ROBIN)])
         )
+        wait_until_every_replica_answers(channel, pb2)
         stopped = threading.Event()
         logs = [StreamLog() for _ in range(STREAMS)]
         threads = [threading.Thread(target=run_stream, args=(channel, pb2, i, stopped, logs[i]),
