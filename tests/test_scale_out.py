@@ -88,6 +88,14 @@ def start_all(stack: ExitStack, configs: list[Path]) -> list[ServerProcess]:
     return started
 
 
+def detect_stream(channel: grpc.Channel, pb2: Any) -> Any:
+    """``DetectAnomalyStream`` on ``channel``, with the anomaly plugin's messages."""
+    return channel.stream_stream(
+        f"/{ANOMALY}/DetectAnomalyStream", request_serializer=pb2.DataPoint.SerializeToString,
+        response_deserializer=pb2.AnomalyScore.FromString,
+    )
+
+
 def run_stream(channel: grpc.Channel, pb2: Any, index: int, stopped: threading.Event,
                log: StreamLog) -> None:
     """One client stream: BEFORE points, a wait for the stop, AFTER paced points; all answered."""
@@ -100,10 +108,7 @@ def run_stream(channel: grpc.Channel, pb2: Any, index: int, stopped: threading.E
                 time.sleep(PACE)
             yield pb2.DataPoint(value=float((t * 7 + index) % 11), timestamp=t)
 
-    method = channel.stream_stream(
-        f"/{ANOMALY}/DetectAnomalyStream", request_serializer=pb2.DataPoint.SerializeToString,
-        response_deserializer=pb2.AnomalyScore.FromString,
-    )
+    method = detect_stream(channel, pb2)
     try:
         for score in resilient_stream(
             lambda requests: method(requests, timeout=TIMEOUT), points(), max_attempts=8,
@@ -119,10 +124,7 @@ def wait_until_every_replica_answers(channel: grpc.Channel, pb2: Any) -> None:
     """One-point streams until every replica has answered one: round_robin picks among the replicas
     it is connected to, so streams opened while one is still connecting would all go to the others
     (seen on a busy machine: 6, 3 and 21 of 30)."""
-    method = channel.stream_stream(
-        f"/{ANOMALY}/DetectAnomalyStream", request_serializer=pb2.DataPoint.SerializeToString,
-        response_deserializer=pb2.AnomalyScore.FromString,
-    )
+    method = detect_stream(channel, pb2)
     seen: set[str] = set()
     deadline = time.monotonic() + TIMEOUT
     while len(seen) < REPLICAS:
