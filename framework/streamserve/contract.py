@@ -126,9 +126,12 @@ class Signature:
         return all(spec.shape and spec.shape[0] is None for spec in (*self.inputs, *self.outputs))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Infer:
-    """What a protocol plugin's ``preprocess`` returns: rows for one model of the repository."""
+    """What a protocol plugin's ``preprocess`` returns: rows for one model of the repository.
+
+    Made for every request, and read once by the core: not frozen, as a frozen dataclass's
+    ``__init__`` costs twice as much."""
 
     model: str
     """The model's name in the repository."""

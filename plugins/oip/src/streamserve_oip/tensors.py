@@ -35,38 +35,56 @@ _UNSUPPORTED_PARAMETERS = ("shared_memory_region", "shared_memory_byte_size", "s
 
 
 def decode_inputs(request: Any) -> dict[str, npt.NDArray[Any]]:
-    """The input arrays of a ``ModelInferRequest`` by name, from its typed or raw contents."""
+    """The input arrays of a ``ModelInferRequest`` by name, from its typed or raw contents.
+
+    Runs for every request: each field is read once (a protobuf field read costs about as much as
+    a small NumPy call), and the uncommon cases are checked only when a cheap test says they may
+    be there."""
+    inputs = request.inputs
     raw: Sequence[bytes] = request.raw_input_contents
-    if raw and len(raw) != len(request.inputs):
+    if raw and len(raw) != len(inputs):
         raise InvalidArgument(
             "raw_input_contents",
-            f"has {len(raw)} entries for {len(request.inputs)} inputs; give one per input, in the "
+            f"has {len(raw)} entries for {len(inputs)} inputs; give one per input, in the "
             "order of inputs",
         )
     arrays: dict[str, npt.NDArray[Any]] = {}
-    for index, tensor in enumerate(request.inputs):
-        name = tensor.name or f"inputs[{index}]"
-        if not tensor.name:
-            raise InvalidArgument(name, "has no name")
-        if tensor.name in arrays:
-            raise InvalidArgument(name, "is given twice")
-        if tensor.parameters:
-            for parameter in _UNSUPPORTED_PARAMETERS:
-                if parameter in tensor.parameters:
-                    raise InvalidArgument(name, f"parameter {parameter!r}: shared memory is not "
-                                                "supported; send the tensor's contents in the request")
-        shape = _shape(name, tensor.shape)
-        datatype = _datatype(name, tensor.datatype)
+    for index, tensor in enumerate(inputs):
+        name = tensor.name
+        if not name or name in arrays or tensor.parameters:
+            _check_header(tensor, index, arrays)
+        shape = tuple(tensor.shape)
+        if shape and min(shape) < 0:
+            raise InvalidArgument(name, f"shape {list(shape)} has a negative dimension")
+        datatype = tensor.datatype
+        if datatype not in DTYPE_NAMES:
+            raise InvalidArgument(
+                name, f"datatype {datatype!r} is not an Open Inference Protocol datatype "
+                      f"({', '.join(DTYPE_NAMES)})"
+            )
         if raw:
             if tensor.HasField("contents") and tensor.contents.ListFields():
                 raise InvalidArgument(
                     name, "has contents while the request has raw_input_contents; use one or the "
                           "other for every input"
                 )
-            arrays[tensor.name] = _from_raw(name, datatype, shape, raw[index])
+            arrays[name] = _from_raw(name, datatype, shape, raw[index])
         else:
-            arrays[tensor.name] = _from_typed(name, datatype, shape, tensor.contents)
+            arrays[name] = _from_typed(name, datatype, shape, tensor.contents)
     return arrays
+
+
+def _check_header(tensor: Any, index: int, arrays: dict[str, npt.NDArray[Any]]) -> None:
+    """An input with no name, a name given twice, or parameters: refused unless the parameters
+    are ones this server ignores."""
+    if not tensor.name:
+        raise InvalidArgument(f"inputs[{index}]", "has no name")
+    if tensor.name in arrays:
+        raise InvalidArgument(tensor.name, "is given twice")
+    for parameter in _UNSUPPORTED_PARAMETERS:
+        if parameter in tensor.parameters:
+            raise InvalidArgument(tensor.name, f"parameter {parameter!r}: shared memory is not "
+                                               "supported; send the tensor's contents in the request")
 
 
 def encode_output(
@@ -95,21 +113,6 @@ def encode_output(
     else:
         field.extend(flat.tolist())
     return None
-
-
-def _shape(name: str, dims: Sequence[int]) -> tuple[int, ...]:
-    if any(d < 0 for d in dims):
-        raise InvalidArgument(name, f"shape {list(dims)} has a negative dimension")
-    return tuple(dims)
-
-
-def _datatype(name: str, datatype: str) -> str:
-    if datatype not in DTYPE_NAMES:
-        raise InvalidArgument(
-            name, f"datatype {datatype!r} is not an Open Inference Protocol datatype "
-                  f"({', '.join(DTYPE_NAMES)})"
-        )
-    return datatype
 
 
 def _from_typed(name: str, datatype: str, shape: tuple[int, ...], contents: Any) -> npt.NDArray[Any]:
