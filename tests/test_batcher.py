@@ -586,6 +586,47 @@ async def test_an_uncertain_lone_call_waits_for_the_batch_when_a_delay_is_config
         assert model.sizes == [2, 1, 1]
 
 
+async def test_unary_calls_wait_for_company_once_two_shared_a_batch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Calls of one request cannot see each other (gRPC hands them over one at a time): one call
+    per probe period waits ``unary_window_ms`` for company; once two unary calls share a batch,
+    every unary call waits for company, for ``TOGETHER_SECONDS``."""
+    monkeypatch.setattr(batcher_module, "PROBE_SECONDS", 3600.0)
+    monkeypatch.setattr(batcher_module, "TOGETHER_SECONDS", 3600.0)
+    model = Recorder()
+    # A batch closes at 2 rows, long before its window: nothing here depends on timing.
+    async with running(model, max_batch_size=2, unary_window_ms=3_600_000) as batcher:
+        assert batcher.wants_company()  # the first call probes
+        assert not batcher.wants_company()  # the next ones, within the probe period, do not
+        first = await batcher.submit(message(0, 1), 1, unary=True, company=True)
+        await asyncio.sleep(0)
+        assert not first.done()  # it waits for company ...
+        second = await batcher.submit(message(1, 1), 1, unary=True)
+        await asyncio.wait_for(asyncio.gather(first, second), TIMEOUT)  # ... and got it
+        assert model.sizes == [2]
+        assert batcher.wants_company()  # two came together: from now on every one waits
+        assert batcher.wants_company()
+
+
+async def test_a_probe_that_finds_no_company_runs_alone_and_calls_run_at_once_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(batcher_module, "PROBE_SECONDS", 3600.0)
+    model = Recorder()
+    async with running(model, unary_window_ms=1) as batcher:
+        assert batcher.wants_company()
+        await asyncio.wait_for(
+            await batcher.submit(message(0, 1), 1, unary=True, company=True), TIMEOUT
+        )
+        assert model.sizes == [1]
+        assert not batcher.wants_company()  # alone: the next calls do not wait
+        assert batcher.call_now(message(1, 1), 1, certain=False) is not None
+        assert model.sizes == [1, 1]
+    async with running(model, unary_window_ms=0) as batcher:  # 0: never waits for company
+        assert not batcher.wants_company()
+
+
 async def test_call_now_raises_the_models_error_for_its_rows() -> None:
     def failing(rows: Rows) -> ModelOutputs:
         raise InvalidArgument("x", "no such rows")

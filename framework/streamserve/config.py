@@ -148,8 +148,15 @@ class BatchingConfig(_Strict):
     max_delay_ms: Annotated[float, Field(ge=0)] = 0.0
     """How long a batch may wait for more rows once its first row arrived. 0 means rows never wait:
     an idle model takes a lone row at once, and rows that arrive while it runs form the next batch.
-    Many concurrent unary callers gain from 1-2 ms (their requests then share model calls); streams
-    in lock-step lose (each batch waits the whole window); a stream alone never waits."""
+    Streams in lock-step lose from a delay (each batch waits the whole window); a stream alone never
+    waits. Concurrent unary callers need none: ``unary_window_ms`` batches them when they come."""
+    unary_window_ms: Annotated[float, Field(ge=0)] = 2.0
+    """How long a unary call waits for others to share its model call, while unary calls come
+    concurrently. gRPC hands a server its calls one at a time, so each would otherwise run alone;
+    the server notices concurrent callers (two unary calls in one batch, or in a probe of this
+    window every 0.5 s) and from then on lets their rows wait this long, until a second passes with
+    no two together. A lone caller never waits, but for one call in each probe. 0: unary calls
+    run at once when the model is idle."""
     max_queued_rows: Annotated[int, Field(ge=1)] = 32768
     """Rows waiting for the model, across all calls. When full, calls stop reading their streams,
     so gRPC flow control slows the clients down instead of the server buffering without bound (a

@@ -318,6 +318,35 @@ async def test_concurrent_unary_calls_share_model_calls_with_a_batching_delay(
         np.testing.assert_array_equal(got["sum"].contents.fp32_contents, expected["sum"])
 
 
+async def test_concurrent_unary_calls_share_model_calls_without_a_configured_delay(
+    oip_repository: Path, reference: Reference
+) -> None:
+    """Unary callers at once, no ``max_delay_ms``: the server notices them (its first unary call
+    waits ``unary_window_ms`` for company) and their rows share model calls from then on."""
+    extra = "  batching: {unary_window_ms: 300}\n"
+    config = parse_config(repository_config(oip_repository, extra), env={})
+    async with (
+        serve_in_process(config, extra_plugins=[streamserve_oip.plugin], installed=False) as server,
+        grpc.aio.insecure_channel(server.address) as channel,
+    ):
+        stub = pb2_grpc.GRPCInferenceServiceStub(channel)
+        xs = [np.full((1, 3), i, np.float32) for i in range(16)]
+        answers: list[Any] = []
+        executions = 0
+        for part in (xs[:8], xs[8:]):  # the first group finds out, the second is batched knowingly
+            answers += await asyncio.gather(*(
+                stub.ModelInfer(typed_request(x, [int(x[0, 0])]), timeout=TIMEOUT) for x in part
+            ))
+            stats = await adder_statistics(stub)
+            assert stats.inference_count == len(answers)
+            assert stats.execution_count - executions < 8  # two calls or more shared a model call
+            executions = stats.execution_count
+    for i, (x, answer) in enumerate(zip(xs, answers, strict=True)):
+        got = {o.name: o for o in answer.outputs}
+        expected = reference("adder", x=x, k=np.array([i], np.int64))
+        np.testing.assert_array_equal(got["sum"].contents.fp32_contents, expected["sum"])
+
+
 async def test_statistics_of_every_model_and_not_found(stub: pb2_grpc.GRPCInferenceServiceStub) -> None:
     every = await stub.ModelStatistics(pb2.ModelStatisticsRequest(), timeout=TIMEOUT)
     assert [(m.name, m.version) for m in every.model_stats] == [

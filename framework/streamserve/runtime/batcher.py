@@ -45,7 +45,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -72,12 +72,15 @@ class _Pending:
     future: asyncio.Future[Outputs]
     wake: Callable[[], None] | None = None
     """Called on the event loop right after ``future`` is resolved (see :meth:`Batcher.offer`)."""
+    unary: bool = False
+    """The request of a unary call (two in one batch: unary calls are coming concurrently)."""
     taken: int = 0
     """Rows handed to the model so far (model thread)."""
     scored: int = 0
     """Rows whose outputs are back (event loop)."""
-    parts: list[Outputs] = field(default_factory=list)
-    """The outputs of the pieces scored so far, in order (event loop)."""
+    parts: list[Outputs] | None = None
+    """The outputs of the pieces scored so far, in order (event loop); made for a message fed in
+    more than one piece only."""
 
 
 @dataclass(slots=True)
@@ -116,6 +119,13 @@ far) uses its thread."""
 INLINE_MAX_ROWS = 256
 """Most rows run on the event loop at once: more go to the model thread, so a burst of rows never
 holds the loop for long, whatever the model's recent calls cost."""
+
+PROBE_SECONDS = 0.5
+"""While unary calls seem to come one at a time, one unary call in this long waits for company
+(``batching.unary_window_ms``), to find out whether others are in fact waiting in gRPC."""
+
+TOGETHER_SECONDS = 1.0
+"""How long unary calls keep waiting for company after two last shared a batch."""
 
 _ANONYMOUS: Any = object()
 """The lane of submits that name none (one lane for all of them, first in first out)."""
@@ -159,6 +169,13 @@ class Batcher:
         """Rows queued for a sleeping model thread are handled at the end of this loop turn."""
         self._call_seconds: float | None = None
         """How long the model's recent calls took (a moving average; None: none yet)."""
+        self._window = config.unary_window_ms / 1000
+        self._company = False
+        """Guarded by _lock: a row that waits for company is queued, so the next batch waits
+        ``_window`` for more rows (see :meth:`wants_company`)."""
+        self._together_until = 0.0
+        """Until then (monotonic) unary calls come concurrently: each waits for company."""
+        self._next_probe = 0.0
         self._has_room = asyncio.Event()
         self._has_room.set()
         self._room_waiters = 0
@@ -205,14 +222,14 @@ class Batcher:
 
     async def submit(
         self, rows: Rows, count: int, lane: object = _ANONYMOUS,
-        wake: Callable[[], None] | None = None,
+        wake: Callable[[], None] | None = None, *, unary: bool = False, company: bool = False,
     ) -> asyncio.Future[Outputs]:
         """Queue ``count`` rows of one message; returns a future of their outputs.
 
         ``lane`` names the call the message belongs to (messages of one lane are fed in order; lanes
         take turns). Waits while the queue is full, except for a call with nothing queued sending a
-        message of at most one turn. ``wake``: see :meth:`offer`."""
-        while (future := self.offer(rows, count, lane, wake)) is None:
+        message of at most one turn. ``wake``, ``unary``, ``company``: see :meth:`offer`."""
+        while (future := self.offer(rows, count, lane, wake, unary=unary, company=company)) is None:
             self._has_room.clear()
             self._room_waiters += 1
             try:
@@ -223,12 +240,14 @@ class Batcher:
 
     def offer(
         self, rows: Rows, count: int, lane: object = _ANONYMOUS,
-        wake: Callable[[], None] | None = None,
+        wake: Callable[[], None] | None = None, *, unary: bool = False, company: bool = False,
     ) -> asyncio.Future[Outputs] | None:
         """:meth:`submit` without the wait: None, and nothing queued, if the queue has no room now.
 
         ``wake``, if given, is called on the event loop right after the future is resolved, when
-        that happens later (a message of zero rows gets a future resolved already, and no call)."""
+        that happens later (a message of zero rows gets a future resolved already, and no call).
+        ``unary``: the rows of a unary call; ``company``: their batch waits for more rows
+        (:meth:`wants_company`)."""
         loop = self._loop if self._loop is not None else asyncio.get_running_loop()
         future: asyncio.Future[Outputs] = loop.create_future()
         if count == 0:
@@ -248,8 +267,10 @@ class Batcher:
             queue = self._lanes.get(lane)
             if queue is None:
                 queue = self._lanes[lane] = collections.deque()
-            queue.append(_Pending(rows, count, future, wake))
+            queue.append(_Pending(rows, count, future, wake, unary))
             self._queued_rows += count
+            if company:
+                self._company = True
             if self._sleeping and not self._wake_pending:
                 # At the end of this turn of the event loop every message read in it is queued (one
                 # batch), and a woken thread does not take the interpreter from the loop midway.
@@ -263,6 +284,7 @@ class Batcher:
         cheap = (self._call_seconds is not None and self._call_seconds < INLINE_CALL_SECONDS
                  and not self._config.max_delay_ms)
         with self._lock:
+            cheap = cheap and not self._company  # a batch that waits for company waits in the thread
             if not self._sleeping or self._closed or not self._lanes:
                 return  # the thread is at work (it takes the rows) or there is nothing to do
             if not cheap or self._queued_rows > INLINE_MAX_ROWS:
@@ -288,6 +310,24 @@ class Batcher:
                 f"{self._name.removeprefix('model-')!r} (batching.max_rows_per_message); "
                 "send them in smaller messages"
             )
+
+    def wants_company(self) -> bool:
+        """Whether a unary call's rows should wait for other calls' (``batching.unary_window_ms``).
+
+        gRPC hands the server its calls one at a time, and a call that runs at once is answered
+        before the next is handed over: run so, concurrent unary callers never meet, and each gets
+        a model call of its own. So while unary calls come concurrently (two shared a batch in the
+        last ``TOGETHER_SECONDS``) each waits for company; and while they seem to come one at a
+        time, one call per ``PROBE_SECONDS`` waits anyway, to find out."""
+        if not self._window:
+            return False
+        now = time.monotonic()
+        if now < self._together_until:
+            return True
+        if now >= self._next_probe:
+            self._next_probe = now + PROBE_SECONDS
+            return True
+        return False
 
     def call_now(self, rows: Rows, count: int, *, certain: bool = True) -> Outputs | None:
         """Run ``rows`` on the calling (event loop) thread if the model is idle; None if it is not.
@@ -331,8 +371,10 @@ class Batcher:
                 lock.wait_for(lambda: self._lanes or self._closed)
                 if self._closed:
                     return
-                if delay:
-                    lock.wait_for(lambda: self._queued_rows >= max_rows or self._closed, delay)
+                wait = max(delay, self._window) if self._company else delay
+                if wait:
+                    lock.wait_for(lambda: self._queued_rows >= max_rows or self._closed, wait)
+                self._company = False
                 self._sleeping = False
                 batch, size = self._take(max_rows)
                 self._running = [piece.item for piece in batch]
@@ -424,8 +466,10 @@ class Batcher:
         """On the event loop: resolve the futures of one batch, count its model calls."""
         self._has_room.set()
         answers, calls = results
+        unary = 0
         for piece, result in answers:
             item = piece.item
+            unary += item.unary
             if item.future.done():  # its call was cancelled meanwhile, or an earlier piece failed
                 continue
             if isinstance(result, Exception):
@@ -433,6 +477,8 @@ class Batcher:
             else:
                 item.scored += piece.stop - piece.start
                 if item.scored < item.count:
+                    if item.parts is None:
+                        item.parts = []
                     item.parts.append(result)
                     continue
                 if item.parts:
@@ -441,6 +487,8 @@ class Batcher:
                 item.future.set_result(result)
             if item.wake is not None:
                 item.wake()
+        if unary > 1:
+            self._together_until = time.monotonic() + TOGETHER_SECONDS
         self._count(calls)
 
     def _count(self, calls: list[_Call]) -> None:

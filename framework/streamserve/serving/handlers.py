@@ -230,20 +230,24 @@ class MethodEndpoint:
         ``alone``: the call is the server's only open call and has nothing else in flight. Then an
         idle model runs the rows at once on this thread (:meth:`Batcher.call_now`): nothing could
         share the batch, and the hand-offs to the model thread and back cost more than the wait
-        they avoid. ``certain``: whether ``alone`` is sure (a stream) or only seems so (a unary
-        call: see :meth:`Batcher.call_now`). ``lane``: the call, whose messages take turns with
-        other calls' at the model. ``wake``: called when a future returned unresolved is resolved
-        (:meth:`Batcher.offer`).
+        they avoid. ``certain``: whether ``alone`` is sure (a stream) or only seems so (a call of
+        one request, unary or server-streaming: see :meth:`Batcher.call_now`; such calls wait for
+        company while they come concurrently, :meth:`Batcher.wants_company`). ``lane``: the call,
+        whose messages take turns with other calls' at the model. ``wake``: called when a future
+        returned unresolved is resolved (:meth:`Batcher.offer`).
         """
         batcher, rows, count = self.route(self.preprocess(request, state))
         if batcher is None:  # a request about no model
             outputs = Outputs({}, "")
         else:
-            now = batcher.call_now(rows, count, certain=certain) if alone else None
+            # A call of one request waits for company while such calls come concurrently.
+            company = not certain and batcher.wants_company()
+            now = batcher.call_now(rows, count, certain=certain) if alone and not company else None
             if now is None:
-                queued = batcher.offer(rows, count, lane, wake)
+                queued = batcher.offer(rows, count, lane, wake, unary=not certain, company=company)
                 if queued is None:  # the queue is full: wait for room
-                    queued = await batcher.submit(rows, count, lane, wake)
+                    queued = await batcher.submit(rows, count, lane, wake, unary=not certain,
+                                                  company=company)
                 return queued
             outputs = now
         future: asyncio.Future[Outputs] = asyncio.get_running_loop().create_future()
