@@ -110,10 +110,12 @@ _Call = tuple[int, float, float]
 _Results = tuple[list[tuple[_Piece, "Outputs | Exception"]], list[_Call]]
 """One batch's outcome per piece, and the model calls that succeeded."""
 
-INLINE_CALL_SECONDS = 0.0002
+INLINE_CALL_SECONDS = 0.001
 """A model whose recent calls took less than this runs small batches on the event loop (see the
 module docstring). The thread's hand-offs cost ~50-100 µs of CPU per batch on a busy 2-core machine
-(measured on 1-row batches of unary calls); a model that is not known to be cheap yet (no call so
+(measured on 1-row batches of unary calls), and a call's time as measured (wall clock) is several
+times its CPU time under load: at 0.2 ms, batches of 20-40 rows of a ~50 µs model went to the thread
+under 64 streams (measured: 0.25 ms per call). A model that is not known to be cheap yet (no call so
 far) uses its thread."""
 
 INLINE_MAX_ROWS = 256
