@@ -290,9 +290,10 @@ def markdown(result: dict[str, Any]) -> str:
              f"max_delay_ms {result['options'].get('streamserve_max_delay_ms', 0.0):g}. "
              f"Machine: {result['machine'].get('cores', '?')} cores, load average "
              f"{result['machine'].get('load_average')} at the start.", "",
-             "The echo server answers with no model: its ratio bounds a Python server's here.", "",
+             "The echo server answers with no model: its ratio bounds a Python server's here, and its "
+             "CPU per message is what grpc.aio alone costs.", "",
              "| load | MLServer msg/s | p50 / p99 ms | CPU µs/msg | streamserve msg/s | p50 / p99 ms "
-             "| CPU µs/msg | ratio msg/s | ratio p99 | goal | echo msg/s | echo ratio (ceiling) "
+             "| CPU µs/msg | ratio msg/s | ratio p99 | goal | echo msg/s (CPU µs/msg) | echo ratio (ceiling) "
              "| streamserve / echo |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
 
@@ -311,7 +312,8 @@ def markdown(result: dict[str, Any]) -> str:
         speed = f"{ratio['messages_per_s']:.2f}x" if ratio else "-"
         p99 = f"{ratio['p99']:.2f}x" if ratio else "-"
         echo = row.get("echo")
-        echo_rate = f"{echo['messages_per_s']:,.0f}" if echo else "-"
+        echo_rate = (f"{echo['messages_per_s']:,.0f} ({echo['cpu_us_per_message']:,.0f})"
+                     if echo else "-")
         ceiling = f"{ratio['ceiling']:.2f}x" if ratio and "ceiling" in ratio else "-"
         share = f"{row['of_ceiling']:.0%}" if "of_ceiling" in row else "-"
         lines.append(f"| {result['scenarios'][name]} | {cells(row.get('mlserver'))} | "

@@ -190,6 +190,9 @@ def test_peer_harness_runs_its_scenarios_against_streamserve(tmp_path: Path) -> 
         assert "ratio" not in row  # no MLServer in this run: nothing to compare with
     table = md_file.read_text()
     assert table.count("\n| ") == 1 + len(SCENARIOS)  # header and one row per scenario
+    for name, row in result["summary"].items():  # the echo server's rate and CPU, the floor
+        echo = row["echo"]
+        assert f"{echo['messages_per_s']:,.0f} ({echo['cpu_us_per_message']:,.0f})" in table, name
 
 
 def test_peer_streamserve_config_is_valid_and_carries_the_batching_delay(tmp_path: Path) -> None:
