@@ -609,6 +609,22 @@ async def test_unary_calls_wait_for_company_once_two_shared_a_batch(
         assert batcher.wants_company()
 
 
+async def test_a_big_unary_message_fed_in_pieces_is_not_company_for_itself(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A message of more rows than one turn goes into one batch as several pieces: still one call,
+    so unary calls do not start waiting for company."""
+    monkeypatch.setattr(batcher_module, "PROBE_SECONDS", 3600.0)
+    model = Recorder()
+    async with running(model, max_batch_size=8, max_rows_per_call_turn=2,
+                       unary_window_ms=3_600_000) as batcher:
+        assert batcher.wants_company()  # the probe of this period, taken
+        outputs = await batcher.submit(message(0, 6), 6, unary=True)
+        await asyncio.wait_for(outputs, TIMEOUT)
+        assert model.sizes == [6]  # three pieces of one message, one model call
+        assert not batcher.wants_company()
+
+
 async def test_a_probe_that_finds_no_company_runs_alone_and_calls_run_at_once_again(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -471,7 +471,8 @@ class Batcher:
         unary = 0
         for piece, result in answers:
             item = piece.item
-            unary += item.unary
+            if piece.stop == item.count:  # one count per message, however many pieces it came in
+                unary += item.unary
             if item.future.done():  # its call was cancelled meanwhile, or an earlier piece failed
                 continue
             if isinstance(result, Exception):
