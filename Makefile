@@ -66,10 +66,12 @@ bench-quick: $(STAMP)
 PEER_VENV ?= .venv-peer
 MLSERVER_VERSION ?= 1.7.1
 PEER_ARGS ?= --rounds 2
+# uvloop < 0.22: MLServer 1.7.1's inference workers (--mlserver-workers N) call
+# asyncio.get_event_loop() in a fresh process, which uvloop 0.22 made an error.
 $(PEER_VENV)/.installed: $(STAMP) Makefile
 	$(PYTHON) -m venv $(PEER_VENV)
 	$(PEER_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(PEER_VENV)/bin/python -m pip install --quiet mlserver==$(MLSERVER_VERSION) \
+	$(PEER_VENV)/bin/python -m pip install --quiet mlserver==$(MLSERVER_VERSION) 'uvloop<0.22' \
 		tensorflow==$$($(BIN)/python -c 'from importlib.metadata import version; print(version("tensorflow"))')
 	@touch $@
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from benchmarks.clients import ClientPool, split
 from benchmarks.loadgen import Job
-from benchmarks.procstat import cpu_seconds, machine_cpu, memory, reset_peak_rss
+from benchmarks.procstat import cpu_seconds, machine_cpu, memory, reset_peak_rss, tree_cpu_seconds
 from benchmarks.profile import Profiler
 from benchmarks.scenarios import Scenario, Timing
 from benchmarks.servers.launch import ServerProcess
@@ -39,7 +39,8 @@ def _cpu(pids: list[int]) -> list[float]:
 
 
 def _server_cpu(pid: int | None) -> float:
-    return cpu_seconds(pid) if pid is not None else 0.0
+    """The server's CPU, its worker processes' included."""
+    return tree_cpu_seconds(pid) if pid is not None else 0.0
 
 
 class Target(Protocol):

@@ -9,8 +9,9 @@ it (:mod:`benchmarks.servers.peer_model`: a ``tf.Module`` wrapping a Keras autoe
 ``window: float32[?, 32]`` -> ``score: float32[?]``), served by
 
 - **mlserver**: MLServer (its own virtualenv: it pins what streamserve's cannot share) in process
-  (``parallel_workers: 0``), adaptive batching of 64 rows / 2 ms, through a small custom runtime
-  that calls the SavedModel (:mod:`benchmarks.servers.mlserver_runtime`);
+  (``parallel_workers: 0``; ``--mlserver-workers N`` runs inference in N worker processes, as
+  MLServer does by default with 1), adaptive batching of 64 rows / 2 ms, through a small custom
+  runtime that calls the SavedModel (:mod:`benchmarks.servers.mlserver_runtime`);
 - **streamserve**: the ``oip`` plugin over a model repository holding that directory, its defaults;
 - **echo**: no model at all (:mod:`benchmarks.servers.oip_echo`): grpc.aio answering each request
   with zeros, the most a Python gRPC server can do per request with this client on this machine.
@@ -176,24 +177,34 @@ def start_echo(workdir: Path) -> Peer:
                   workdir, address)
 
 
-def start_mlserver(workdir: Path, model_dir: Path, peer_python: Path) -> Peer:
-    """MLServer in process, with adaptive batching, serving ``model_dir`` through the custom runtime."""
+def mlserver_settings(model_dir: Path, grpc_port: int, workers: int = 0) -> dict[str, dict[str, Any]]:
+    """MLServer's ``settings.json`` and ``model-settings.json``: adaptive batching, the custom
+    runtime over ``model_dir``, inference in process (``workers`` 0) or in that many processes."""
+    return {
+        "settings.json": {
+            "host": "127.0.0.1", "grpc_port": grpc_port, "http_port": _free_port(),
+            "metrics_port": _free_port(), "parallel_workers": workers, "debug": False,
+        },
+        "model-settings.json": {
+            "name": MODEL,
+            "implementation": "mlserver_runtime.SavedModelRuntime",
+            "parameters": {"uri": str(model_dir)},
+            **MLSERVER_BATCH,
+            "inputs": [{"name": "window", "datatype": "FP32", "shape": [-1, 32]}],
+            "outputs": [{"name": "score", "datatype": "FP32", "shape": [-1]}],
+        },
+    }
+
+
+def start_mlserver(workdir: Path, model_dir: Path, peer_python: Path, workers: int = 0) -> Peer:
+    """MLServer with adaptive batching, serving ``model_dir`` through the custom runtime (its CPU
+    is read with its worker processes')."""
     folder = workdir / "mlserver"
     folder.mkdir()
     shutil.copy(REPO / "benchmarks" / "servers" / "mlserver_runtime.py", folder / "mlserver_runtime.py")
     grpc_port = _free_port()
-    (folder / "settings.json").write_text(json.dumps({
-        "host": "127.0.0.1", "grpc_port": grpc_port, "http_port": _free_port(),
-        "metrics_port": _free_port(), "parallel_workers": 0, "debug": False,
-    }))
-    (folder / "model-settings.json").write_text(json.dumps({
-        "name": MODEL,
-        "implementation": "mlserver_runtime.SavedModelRuntime",
-        "parameters": {"uri": str(model_dir)},
-        **MLSERVER_BATCH,
-        "inputs": [{"name": "window", "datatype": "FP32", "shape": [-1, 32]}],
-        "outputs": [{"name": "score", "datatype": "FP32", "shape": [-1]}],
-    }))
+    for name, settings in mlserver_settings(model_dir, grpc_port, workers).items():
+        (folder / name).write_text(json.dumps(settings))
     mlserver = peer_python.absolute().parent / "mlserver"  # not resolve(): a venv's python is a link
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
     return _spawn("mlserver", [str(mlserver), "start", str(folder)], workdir, f"127.0.0.1:{grpc_port}",
@@ -287,7 +298,8 @@ def markdown(result: dict[str, Any]) -> str:
              f"`{result['command']}`: {result['options']['rounds']} interleaved round(s) of "
              f"{result['options']['duration']:g} s per scenario; medians of the rounds. "
              f"streamserve calls the model through a {result['streamserve_runner']}, batching "
-             f"max_delay_ms {result['options'].get('streamserve_max_delay_ms', 0.0):g}. "
+             f"max_delay_ms {result['options'].get('streamserve_max_delay_ms', 0.0):g}; MLServer's "
+             f"parallel_workers {result['options'].get('mlserver_workers', 0)}. "
              f"Machine: {result['machine'].get('cores', '?')} cores, load average "
              f"{result['machine'].get('load_average')} at the start.", "",
              "The echo server answers with no model: its ratio bounds a Python server's here, and its "
@@ -339,6 +351,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--streamserve-delay-ms", type=float, metavar="MS",
                         help="streamserve's batching.max_delay_ms (default: its default, 0): how long "
                         "a batch waits for more rows, as MLServer's 2 ms does")
+    parser.add_argument("--mlserver-workers", type=int, default=0, metavar="N",
+                        help="MLServer's parallel_workers (default 0: inference in its server "
+                        "process; MLServer's own default is 1)")
     return parser
 
 
@@ -354,6 +369,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         _parser().error(f"unknown {bad}")
     if args.rounds < 1:
         _parser().error("--rounds must be at least 1")
+    if args.mlserver_workers < 0:
+        _parser().error("--mlserver-workers must be at least 0")
     if "mlserver" in servers and not args.peer_python.exists():
         _parser().error(f"{args.peer_python} does not exist: `make bench-peer` builds it")
     table = QUICK if args.quick else SCENARIOS
@@ -373,7 +390,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 peers[server] = start_streamserve(workdir, model_dir.parent.parent,
                                                   args.streamserve_delay_ms)
             elif server == "mlserver":
-                peers[server] = start_mlserver(workdir, model_dir, args.peer_python)
+                peers[server] = start_mlserver(workdir, model_dir, args.peer_python,
+                                               args.mlserver_workers)
             else:
                 peers[server] = start_echo(workdir)
         for peer in peers.values():
@@ -421,7 +439,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "options": {"rounds": args.rounds, "duration": timing_.duration, "warmup": timing_.warmup,
                     "clients": args.clients, "servers": servers, "quick": args.quick,
                     "mlserver_batching": MLSERVER_BATCH,
-                    "streamserve_max_delay_ms": args.streamserve_delay_ms or 0.0},
+                    "streamserve_max_delay_ms": args.streamserve_delay_ms or 0.0,
+                    "mlserver_workers": args.mlserver_workers},
         "scenarios": {name: table[name].describe() for name in names},
         "machine": machine_info(),
         "streamserve_runner": runner,

@@ -23,6 +23,7 @@ __all__ = [
     "machine_info",
     "memory",
     "reset_peak_rss",
+    "tree_cpu_seconds",
     "versions",
 ]
 
@@ -38,6 +39,33 @@ def cpu_seconds(pid: int) -> float:
     fields = stat[stat.rindex(")") + 2 :].split()
     utime, stime = int(fields[11]), int(fields[12])
     return (utime + stime) / _TICKS
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """:func:`cpu_seconds` of ``pid`` and of every process descended from it that is alive now: a
+    server's worker processes (MLServer's ``parallel_workers``) are part of what it costs."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:  # it exited meanwhile
+            continue
+        parent = int(stat[stat.rindex(")") + 2 :].split()[1])
+        children.setdefault(parent, []).append(int(entry))
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            total += cpu_seconds(current)
+        except OSError:
+            if current == pid:
+                raise
+            continue
+        todo.extend(children.get(current, ()))
+    return total
 
 
 @dataclass(frozen=True, slots=True)

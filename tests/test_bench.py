@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -242,3 +243,33 @@ def test_peer_summary_gives_the_echo_servers_ratio_as_the_ceiling() -> None:
     assert math.isclose(row["ratio"]["ceiling"], 2.25)  # no server could have reached 2.5x here
     assert math.isclose(row["of_ceiling"], 8000 / 9000)
     assert row["goal"]["met"] is False
+
+
+def test_a_servers_cpu_includes_its_worker_processes() -> None:
+    """MLServer's ``parallel_workers`` run inference in child processes: their CPU is the server's."""
+    from benchmarks.procstat import cpu_seconds, tree_cpu_seconds
+
+    burn = ("import sys, time\n"
+            "end = time.process_time() + 0.3\n"
+            "while time.process_time() < end: pass\n"
+            "print('burnt', flush=True)\n"
+            "sys.stdin.read()\n")  # alive (and counted) until the test closes its stdin
+    with subprocess.Popen([sys.executable, "-c", burn], stdin=subprocess.PIPE,
+                          stdout=subprocess.PIPE, text=True) as worker:  # closes stdin, waits
+        assert worker.stdout is not None and worker.stdout.readline() == "burnt\n"
+        mine = cpu_seconds(os.getpid())
+        tree = tree_cpu_seconds(os.getpid())
+        assert tree - mine >= 0.25  # the child's 0.3 s (clock ticks are 10 ms)
+        assert tree_cpu_seconds(worker.pid) >= 0.25
+
+
+def test_peer_mlserver_settings_carry_its_workers(tmp_path: Path) -> None:
+    from benchmarks.peer import MLSERVER_BATCH, mlserver_settings
+
+    settings = mlserver_settings(tmp_path, 50051, 2)
+    assert settings["settings.json"]["parallel_workers"] == 2
+    assert settings["settings.json"]["grpc_port"] == 50051
+    model = settings["model-settings.json"]
+    assert model["parameters"] == {"uri": str(tmp_path)}
+    assert {key: model[key] for key in MLSERVER_BATCH} == MLSERVER_BATCH
+    assert mlserver_settings(tmp_path, 50051)["settings.json"]["parallel_workers"] == 0
