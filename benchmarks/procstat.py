@@ -31,12 +31,17 @@ _TICKS = os.sysconf("SC_CLK_TCK")
 _PR_SET_PDEATHSIG = 1
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds used so far by every thread of ``pid`` (not its children)."""
+def _stat(pid: int | str) -> list[str]:
+    """The fields of ``/proc/<pid>/stat`` after the command name: state, ppid, ... (field 3 on)."""
     with open(f"/proc/{pid}/stat") as f:
         stat = f.read()
     # The command name (field 2) may hold spaces; the fields after its closing parenthesis don't.
-    fields = stat[stat.rindex(")") + 2 :].split()
+    return stat[stat.rindex(")") + 2 :].split()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds used so far by every thread of ``pid`` (not its children)."""
+    fields = _stat(pid)
     utime, stime = int(fields[11]), int(fields[12])
     return (utime + stime) / _TICKS
 
@@ -49,11 +54,9 @@ def tree_cpu_seconds(pid: int) -> float:
         if not entry.isdigit():
             continue
         try:
-            with open(f"/proc/{entry}/stat") as f:
-                stat = f.read()
+            parent = int(_stat(entry)[1])
         except OSError:  # it exited meanwhile
             continue
-        parent = int(stat[stat.rindex(")") + 2 :].split()[1])
         children.setdefault(parent, []).append(int(entry))
     total, todo = 0.0, [pid]
     while todo:
