@@ -241,6 +241,47 @@ async def test_max_delay_lets_a_batch_wait_for_more_rows() -> None:
     assert await two_close_submits(300) == [2]
 
 
+class CountingCondition(threading.Condition):
+    """A condition variable that counts its notifications (the model thread's wake-ups)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.notified = 0
+
+    def notify(self, n: int = 1) -> None:
+        self.notified += 1
+        super().notify(n)
+
+
+async def test_rows_queued_while_the_thread_waits_for_a_fuller_batch_do_not_wake_it() -> None:
+    """The thread waits for more rows up to its deadline, or until the batch is full. Waking it
+    for every loop turn that queued a row only makes it take the interpreter from the loop to go
+    back to sleep (under 64 unary callers, seven wake-ups per batch)."""
+    model = Recorder()
+    batcher = Batcher(model, BatchingConfig(max_batch_size=4, max_delay_ms=3_600_000),
+                      name="test-model")
+    lock = batcher._lock = CountingCondition()
+    batcher.start()
+    try:
+        futures = [await batcher.submit(message(0, 1), 1)]
+        deadline = time.monotonic() + TIMEOUT
+        while not batcher._gathering:  # the thread took the first row and waits for more
+            assert time.monotonic() < deadline, "the model thread never waited for a fuller batch"
+            await asyncio.sleep(0.001)
+        woken = lock.notified
+        for first in (1, 2):
+            futures.append(await batcher.submit(message(first, 1), 1))
+            await asyncio.sleep(0)  # a turn of the loop each
+        await asyncio.sleep(0)
+        assert lock.notified == woken
+        assert model.sizes == []
+        futures.append(await batcher.submit(message(3, 1), 1))  # the batch is full: run it now
+        await asyncio.wait_for(asyncio.gather(*futures), TIMEOUT)
+        assert model.sizes == [4]
+    finally:
+        await batcher.close()
+
+
 async def test_swap_switches_the_model_and_its_version_between_batches() -> None:
     async with running(affine) as batcher:
         before = await score(batcher, message(1, 1))

@@ -169,6 +169,9 @@ class Batcher:
         """The model thread waits for rows: only then does a submit need to wake it."""
         self._wake_pending = False
         """Rows queued for a sleeping model thread are handled at the end of this loop turn."""
+        self._gathering = False
+        """The model thread has rows and waits up to its deadline for more (see
+        :meth:`_gathering_more`)."""
         self._call_seconds: float | None = None
         """How long the model's recent calls took (a moving average; None: none yet)."""
         self._window = config.unary_window_ms / 1000
@@ -273,12 +276,18 @@ class Batcher:
             self._queued_rows += count
             if company:
                 self._company = True
-            if self._sleeping and not self._wake_pending:
+            if self._sleeping and not self._wake_pending and not self._gathering_more():
                 # At the end of this turn of the event loop every message read in it is queued (one
                 # batch), and a woken thread does not take the interpreter from the loop midway.
                 self._wake_pending = True
                 loop.call_soon(self._end_of_turn)
         return future
+
+    def _gathering_more(self) -> bool:
+        """(Under the lock.) The model thread waits for a fuller batch (``max_delay_ms``, or
+        company) and the batch is not full: it wakes at its deadline, and waking it sooner only
+        costs it (and the loop, whose interpreter it takes) a wake-up to go back to sleep."""
+        return self._gathering and self._queued_rows < self._config.max_batch_size
 
     def _end_of_turn(self) -> None:
         """Run the queued rows on the loop if the model is cheap and idle; else wake its thread."""
@@ -290,7 +299,8 @@ class Batcher:
             if not self._sleeping or self._closed or not self._lanes:
                 return  # the thread is at work (it takes the rows) or there is nothing to do
             if not cheap or self._queued_rows > INLINE_MAX_ROWS:
-                self._lock.notify()
+                if not self._gathering_more():
+                    self._lock.notify()
                 return
             batch, size = self._take(self._config.max_batch_size)
             self._running = [piece.item for piece in batch]
@@ -375,7 +385,9 @@ class Batcher:
                     return
                 wait = max(delay, self._window) if self._company else delay
                 if wait:
+                    self._gathering = True
                     lock.wait_for(lambda: self._queued_rows >= max_rows or self._closed, wait)
+                    self._gathering = False
                 self._company = False
                 self._sleeping = False
                 batch, size = self._take(max_rows)
