@@ -561,6 +561,37 @@ async def test_a_cheap_model_runs_the_rows_of_one_loop_turn_as_one_batch_on_the_
     assert sorted(batcher.statistics.snapshot().batches) == [1, 5]
 
 
+async def test_a_cheap_models_batch_waits_for_more_rows_on_the_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """max_delay_ms (and company) for a cheap model: the batch waits on a timer of the loop and
+    runs there, not in the thread, where its call would wait for the interpreter the loop holds."""
+    monkeypatch.setattr(batcher_module, "INLINE_CALL_SECONDS", 3600.0)
+    seen, model = threads_seen()
+    loop = threading.current_thread().name
+    # Until its deadline ...
+    async with running(model, max_delay_ms=50) as batcher:
+        await score(batcher, message(0, 1))  # in the thread; now the model is known to be cheap
+        await thread_asleep(batcher)
+        started = time.monotonic()
+        result = await score(batcher, message(1, 1))
+        assert time.monotonic() - started >= 0.05
+        assert_rows_equal(result, affine(message(1, 1)))
+    assert seen == ["test-model", loop]
+    # ... or until the batch is full, long before it.
+    seen.clear()
+    async with running(model, max_delay_ms=3_600_000, max_batch_size=3) as batcher:
+        batcher._call_seconds = 0.0  # known to be cheap (as after a call)
+        futures = [await batcher.submit(message(n, 1), 1, lane=n) for n in range(2)]
+        await asyncio.sleep(0)
+        assert not any(future.done() for future in futures)
+        futures.append(await batcher.submit(message(2, 1), 1, lane=2))
+        results = await asyncio.wait_for(asyncio.gather(*futures), TIMEOUT)
+    assert seen == [loop]
+    for n, result in enumerate(results):
+        assert_rows_equal(result, affine(message(n, 1)))
+
+
 async def test_a_slow_call_sends_the_model_back_to_its_thread(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(batcher_module, "INLINE_CALL_SECONDS", 0.3)
     seen, fast = threads_seen()
