@@ -301,6 +301,11 @@ class Batcher:
         return ((self._gathering or self._timer is not None)
                 and self._queued_rows < self._config.max_batch_size)
 
+    def _wait_seconds(self) -> float:
+        """(Under the lock.) How long the next batch may wait for more rows."""
+        delay = self._config.max_delay_ms / 1000
+        return max(delay, self._window) if self._company else delay
+
     def _cheap(self) -> bool:
         return self._call_seconds is not None and self._call_seconds < INLINE_CALL_SECONDS
 
@@ -315,10 +320,8 @@ class Batcher:
         with self._lock:
             if not self._sleeping or self._closed or not self._lanes or self._gathering_more():
                 return  # the thread is at work, or nothing to do, or the batch waits its deadline
-            config = self._config
-            wait = max(config.max_delay_ms / 1000, self._window) if self._company else (
-                config.max_delay_ms / 1000)
-            if (wait and self._timer is None and self._queued_rows < config.max_batch_size
+            wait = self._wait_seconds()
+            if (wait and self._timer is None and self._queued_rows < self._config.max_batch_size
                     and self._cheap()):
                 assert self._loop is not None
                 self._timer = self._loop.call_later(wait, self._gathered)
@@ -421,7 +424,6 @@ class Batcher:
     def _work(self) -> None:
         """The model thread: take a batch, run it, hand the results to the loop; until closed."""
         max_rows = self._config.max_batch_size
-        delay = self._config.max_delay_ms / 1000
         lock = self._lock
         while True:
             with lock:
@@ -429,7 +431,7 @@ class Batcher:
                 lock.wait_for(lambda: self._lanes or self._closed)
                 if self._closed:
                     return
-                wait = 0 if self._waited else max(delay, self._window) if self._company else delay
+                wait = 0 if self._waited else self._wait_seconds()
                 self._waited = False
                 if wait:
                     self._gathering = True
