@@ -582,6 +582,7 @@ async def test_a_cheap_models_batch_waits_for_more_rows_on_the_loop(
     seen.clear()
     async with running(model, max_delay_ms=3_600_000, max_batch_size=3) as batcher:
         batcher._call_seconds = 0.0  # known to be cheap (as after a call)
+        await thread_asleep(batcher)  # else the thread, just started, would take the rows itself
         futures = [await batcher.submit(message(n, 1), 1, lane=n) for n in range(2)]
         await asyncio.sleep(0)
         assert not any(future.done() for future in futures)
