@@ -78,6 +78,8 @@ GOALS = {
     "stream-1": ("p99", 0.35),
 }
 """Issue 13's goals: streamserve's msg/s at least, or its p99 at most, this times MLServer's."""
+CPU_GOALS = {"stream-64": 150.0, "unary-64": 400.0}
+"""Issue 13's goals for streamserve's own server CPU per message (µs), whatever MLServer's."""
 STREAM_RESPONSE = {"mlserver": "ModelInferResponse", "streamserve": "ModelStreamInferResponse",
                    "echo": "ModelStreamInferResponse"}
 """What each server's ModelStreamInfer streams back: MLServer's proto answers a bare
@@ -273,6 +275,10 @@ def summarise(records: list[dict[str, Any]], names: Sequence[str], servers: Sequ
                 "p99_ms": _median([r["p99_ms"] for r in runs]),
                 "cpu_us_per_message": _median(cpu_us),
             }
+        if "streamserve" in row and name in CPU_GOALS:
+            limit = CPU_GOALS[name]
+            row["cpu_goal"] = {"limit_us": limit,
+                               "met": row["streamserve"]["cpu_us_per_message"] <= limit}
         if "streamserve" in row and "echo" in row:  # how much of the ceiling streamserve reaches
             row["of_ceiling"] = row["streamserve"]["messages_per_s"] / row["echo"]["messages_per_s"]
         if "mlserver" in row and "streamserve" in row:
@@ -319,8 +325,11 @@ def markdown(result: dict[str, Any]) -> str:
     for name, row in result["summary"].items():
         ratio = row.get("ratio")
         goal = row.get("goal")
-        goal_text = (f"{goal['what']} {'≥' if goal['what'] == 'msg/s' else '≤'} {goal['ratio']}x: "
-                     f"{'met' if goal['met'] else 'NOT met'}") if goal else ""
+        goals = [f"{goal['what']} {'≥' if goal['what'] == 'msg/s' else '≤'} {goal['ratio']}x: "
+                 f"{'met' if goal['met'] else 'NOT met'}"] if goal else []
+        if cpu_goal := row.get("cpu_goal"):
+            goals.append(f"CPU ≤ {cpu_goal['limit_us']:,.0f} µs: {'met' if cpu_goal['met'] else 'NOT met'}")
+        goal_text = "; ".join(goals)
         speed = f"{ratio['messages_per_s']:.2f}x" if ratio else "-"
         p99 = f"{ratio['p99']:.2f}x" if ratio else "-"
         echo = row.get("echo")

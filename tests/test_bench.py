@@ -219,14 +219,18 @@ def test_peer_summary_takes_medians_and_judges_the_goals() -> None:
         run("mlserver", "stream-64", 1000, 10.0, 0.5), run("mlserver", "stream-64", 3000, 30.0, 0.9),
         run("streamserve", "stream-64", 5000, 4.0, 0.5), run("streamserve", "stream-64", 6000, 6.0, 0.6),
         run("mlserver", "stream-1", 200, 8.0, 0.2), run("streamserve", "stream-1", 500, 4.0, 0.2),
+        run("mlserver", "unary-64", 500, 80.0, 0.9), run("streamserve", "unary-64", 1000, 40.0, 0.5),
     ]
-    table = summarise(records, ["stream-64", "stream-1"], ["mlserver", "streamserve"])
+    table = summarise(records, ["stream-64", "stream-1", "unary-64"], ["mlserver", "streamserve"])
     row = table["stream-64"]
     assert row["mlserver"]["messages_per_s"] == 2000 and row["streamserve"]["messages_per_s"] == 5500
     assert row["mlserver"]["messages_per_s_range"] == [1000, 3000]
     assert math.isclose(row["ratio"]["messages_per_s"], 2.75)
     assert math.isclose(row["streamserve"]["cpu_us_per_message"], (100 + 100) / 2)
     assert row["goal"] == {"what": "msg/s", "ratio": 2.5, "met": True}
+    assert row["cpu_goal"] == {"limit_us": 150.0, "met": True}  # 100 µs per message
+    assert "cpu_goal" not in table["stream-1"]  # no CPU goal for one stream
+    assert table["unary-64"]["cpu_goal"] == {"limit_us": 400.0, "met": False}  # 500 µs per call
     assert math.isclose(table["stream-1"]["ratio"]["p99"], 0.5)
     assert table["stream-1"]["goal"]["met"] is False  # p99 must be at most 0.35x
     assert "ceiling" not in row["ratio"] and "of_ceiling" not in row  # no echo server here
