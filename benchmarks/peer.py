@@ -274,6 +274,10 @@ def summarise(records: list[dict[str, Any]], names: Sequence[str], servers: Sequ
                 "p50_ms": _median([r["p50_ms"] for r in runs]),
                 "p99_ms": _median([r["p99_ms"] for r in runs]),
                 "cpu_us_per_message": _median(cpu_us),
+                # Whether the machine, not the server, was full: all its cores' busy time, and the
+                # share of it that was the load generator's.
+                "machine_busy": _median([r["machine_busy"] for r in runs if "machine_busy" in r]),
+                "client_cpu": _median([r["client_cpu"] for r in runs if "client_cpu" in r]),
             }
         if "streamserve" in row and name in CPU_GOALS:
             limit = CPU_GOALS[name]
@@ -340,7 +344,24 @@ def markdown(result: dict[str, Any]) -> str:
         lines.append(f"| {result['scenarios'][name]} | {cells(row.get('mlserver'))} | "
                      f"{cells(row.get('streamserve'))} | {speed} | {p99} | {goal_text} | {echo_rate} | "
                      f"{ceiling} | {share} |")
+    if busy := _busy_lines(result):
+        lines += ["", f"The machine's busy cores (of {result['machine'].get('cores', '?')}) while "
+                  "each server ran, the clients' in brackets; medians of the rounds. Near the core count "
+                  "the machine itself is full: a server's msg/s is then bounded by its CPU per "
+                  "message plus the clients'.",
+                  "", *busy]
     return "\n".join(lines) + "\n"
+
+
+def _busy_lines(result: dict[str, Any]) -> list[str]:
+    lines = []
+    for name, row in result["summary"].items():
+        cells = [f"{server} {row[server]['machine_busy']:.2f} ({row[server]['client_cpu']:.2f})"
+                 for server in SERVERS if row.get(server, {}).get("machine_busy") is not None
+                 and row[server].get("client_cpu") is not None]
+        if cells:
+            lines.append(f"- {name}: {', '.join(cells)}")
+    return lines
 
 
 def _parser() -> argparse.ArgumentParser:

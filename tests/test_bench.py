@@ -249,6 +249,26 @@ def test_peer_summary_gives_the_echo_servers_ratio_as_the_ceiling() -> None:
     assert row["goal"]["met"] is False
 
 
+def test_peer_report_says_how_busy_the_machine_was() -> None:
+    from benchmarks.peer import markdown, summarise
+
+    records = [{"server": server, "scenario": "stream-64", "ok": True, "messages_per_s": 1000.0,
+                "p50_ms": 1.0, "p99_ms": 2.0, "server_cpu": 0.5, "machine_busy": busy,
+                "client_cpu": clients}
+               for server, busy, clients in (("streamserve", 1.7, 0.7), ("streamserve", 1.9, 0.9),
+                                             ("streamserve", 1.8, 0.8), ("echo", 1.95, 1.0))]
+    summary = summarise(records, ["stream-64"], ["streamserve", "echo"])
+    row = summary["stream-64"]
+    assert math.isclose(row["streamserve"]["machine_busy"], 1.8)  # the median of the rounds
+    assert math.isclose(row["streamserve"]["client_cpu"], 0.8)
+    text = markdown({"started": "now", "command": "python -m benchmarks.peer",
+                     "options": {"rounds": 3, "duration": 10.0}, "streamserve_runner": "session",
+                     "machine": {"cores": 2}, "scenarios": {"stream-64": "64 streams"},
+                     "summary": summary})
+    assert "busy cores (of 2)" in text
+    assert "- stream-64: streamserve 1.80 (0.80), echo 1.95 (1.00)" in text
+
+
 def test_a_servers_cpu_includes_its_worker_processes() -> None:
     """MLServer's ``parallel_workers`` run inference in child processes: their CPU is the server's."""
     from benchmarks.procstat import cpu_seconds, tree_cpu_seconds
