@@ -356,9 +356,9 @@ def markdown(result: dict[str, Any]) -> str:
 def _busy_lines(result: dict[str, Any]) -> list[str]:
     lines = []
     for name, row in result["summary"].items():
-        cells = [f"{server} {row[server]['machine_busy']:.2f} ({row[server]['client_cpu']:.2f})"
-                 for server in SERVERS if row.get(server, {}).get("machine_busy") is not None
-                 and row[server].get("client_cpu") is not None]
+        # A run gives both or neither (the harness reads the machine and the clients together).
+        cells = [f"{server} {run['machine_busy']:.2f} ({run['client_cpu']:.2f})"
+                 for server in SERVERS if (run := row.get(server)) and run["machine_busy"] is not None]
         if cells:
             lines.append(f"- {name}: {', '.join(cells)}")
     return lines
