@@ -327,6 +327,41 @@ def test_tensorflow_thread_pools_follow_the_config(models: dict[str, Path]) -> N
     assert json.loads(done.stdout.strip().splitlines()[-1]) == [1, 3, "session", 1, 3]
 
 
+@pytest.mark.parametrize(("onednn", "environment"), [(False, "1"), (True, "0")])
+def test_tensorflow_kernels_follow_the_config(
+    models: dict[str, Path], onednn: bool, environment: str
+) -> None:
+    """``tensorflow.onednn`` decides TensorFlow's kernels, over what the environment says; the log
+    says which ran, and the model computes the same either way. In a fresh process: TensorFlow
+    reads the switch once, when it is imported."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(f"""
+        import json, logging
+        from pathlib import Path
+        import numpy as np
+        from streamserve.config import StreamserveConfig
+        from streamserve.runtime import load_model
+        from streamserve.runtime.model import onednn_enabled
+        from streamserve.serving import Server
+
+        logging.basicConfig(level=logging.INFO)
+        Server(StreamserveConfig(tensorflow={{"onednn": {onednn}}}), [])  # notes it: no TF yet
+        model = load_model(Path({str(models["matrix"])!r}), "serving_default", plugin="p")
+        y = model.call({{"x": np.array([[1, 1, 1], [0, 1, -2]], np.float32)}})["y"]
+        print(json.dumps([onednn_enabled(), y.tolist()]))
+    """)
+    env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": environment}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == [onednn, [6.0, -4.0]]
+    assert f"oneDNN kernels {'on' if onednn else 'off'}" in done.stderr
+
+
 def test_a_model_with_a_vocabulary_asset_runs_through_a_session(tmp_path: Path) -> None:
     """A lookup table initialised from a vocabulary file: the session must run the SavedModel's
     initialiser and find the file among the model's own assets (the original is gone)."""

@@ -233,7 +233,8 @@ class RepositoryConfig(_Strict):
 
 
 class TensorflowConfig(_Strict):
-    """TensorFlow's thread pools, shared by every model of the server (TF has one set per process)."""
+    """How TensorFlow runs every model of the server: its thread pools and kernels (TF has one set
+    per process)."""
 
     intra_op_threads: Annotated[int, Field(ge=0)] = 0
     """Threads one operation (a large matrix product) may be split over. 0: TensorFlow's choice, one
@@ -241,6 +242,12 @@ class TensorflowConfig(_Strict):
     request or limit: set that number here."""
     inter_op_threads: Annotated[int, Field(ge=0)] = 0
     """Operations of one model call that may run at once. 0: TensorFlow's choice."""
+    onednn: bool | None = None
+    """TensorFlow's oneDNN kernels (what ``TF_ENABLE_ONEDNN_OPTS`` sets). Unset: that variable if
+    the environment has it, else TensorFlow's default (on, on x86 Linux). ``false`` suits small
+    models: a call of a few small dense layers costs about half the CPU without them (measured:
+    12-19 against 26-37 µs), while large matrix products and convolutions are 25-40 % slower.
+    Measure with your own model (docs/performance.md). Fixed when TensorFlow is first imported."""
 
 
 class StreamserveConfig(_Strict):
@@ -259,7 +266,7 @@ class StreamserveConfig(_Strict):
     model_repository: RepositoryConfig = RepositoryConfig()
     """Models served by name through protocol plugins (OIP, TF Serving). Empty by default."""
     tensorflow: TensorflowConfig = TensorflowConfig()
-    """How TensorFlow runs the models: its thread pools."""
+    """How TensorFlow runs the models: its thread pools and kernels."""
     on_plugin_error: Literal["fail", "continue"] = "fail"
     """A plugin whose model is missing, corrupt or mismatched: ``fail`` stops start-up; ``continue``
     reports it (log, health NOT_SERVING for its service) and serves the other plugins."""

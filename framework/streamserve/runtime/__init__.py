@@ -3,7 +3,13 @@ served models by name, and their lifecycle (load, reload, swap, stop)."""
 
 from streamserve.runtime.batcher import Batcher
 from streamserve.runtime.manager import ModelManager
-from streamserve.runtime.model import Model, load_model, prepare_tensorflow, resolve_version, use_threads
+from streamserve.runtime.model import (
+    Model,
+    configure_tensorflow,
+    load_model,
+    prepare_tensorflow,
+    resolve_version,
+)
 from streamserve.runtime.repository import Repository, ServedModel
 from streamserve.runtime.statistics import CallStatistics
 
@@ -14,8 +20,8 @@ __all__ = [
     "ModelManager",
     "Repository",
     "ServedModel",
+    "configure_tensorflow",
     "load_model",
     "prepare_tensorflow",
     "resolve_version",
-    "use_threads",
 ]

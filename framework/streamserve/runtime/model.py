@@ -7,6 +7,8 @@ TensorFlow is imported here and only here, on first use: commands that never loa
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,56 +18,88 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from streamserve.config import TensorflowConfig
 from streamserve.contract import Rows, Signature, TensorSpec
 from streamserve.errors import ModelLoadError, SignatureMismatch
 
-__all__ = ["Model", "load_model", "prepare_tensorflow", "resolve_version", "use_threads"]
+__all__ = ["Model", "configure_tensorflow", "load_model", "onednn_enabled", "prepare_tensorflow",
+           "resolve_version"]
 
 log = logging.getLogger(__name__)
 
+ONEDNN_ENV = "TF_ENABLE_ONEDNN_OPTS"
+"""TensorFlow reads it once, when it is imported: whether its CPU kernels are oneDNN's."""
+
+
 @dataclass
-class _Threads:
-    """TensorFlow's thread pools are per process and fixed at TF's first use: :func:`use_threads`
-    notes the sizes, the first :func:`load_model` applies them (0: TensorFlow's choice)."""
+class _Setup:
+    """TensorFlow's thread pools and kernels are per process and fixed at TF's import and first use:
+    :func:`configure_tensorflow` notes them, :func:`prepare_tensorflow` (or the first
+    :func:`load_model`) applies them. Thread pools of 0 and oneDNN None: TensorFlow's choice."""
 
     intra_op: int = 0
     inter_op: int = 0
+    onednn: bool | None = None
     applied: bool = False
 
 
-_THREADS = _Threads()
+_SETUP = _Setup()
 
 
-def use_threads(intra_op: int, inter_op: int) -> None:
-    """Size TensorFlow's thread pools for the models this process will load (0: TF's choice).
+def configure_tensorflow(settings: TensorflowConfig) -> None:
+    """How TensorFlow should run the models this process will load (the ``tensorflow`` section).
 
-    Cheap and TF-free, so a server can call it before it decides to load anything; it takes effect at
-    the first :func:`load_model`. Once TensorFlow has run, its pools cannot change: a later call with
-    other sizes is logged and ignored."""
-    if _THREADS.applied and (_THREADS.intra_op, _THREADS.inter_op) != (intra_op, inter_op):
-        log.warning("TensorFlow's thread pools are already in use; intra_op_threads=%d and "
-                    "inter_op_threads=%d apply after a restart", intra_op, inter_op)
+    Cheap and TF-free, so a server can call it before it decides to load anything; it takes effect
+    when TensorFlow is imported and first used. After that the settings cannot change: a later call
+    with others is logged and ignored."""
+    wanted = (settings.intra_op_threads, settings.inter_op_threads, settings.onednn)
+    if _SETUP.applied and (_SETUP.intra_op, _SETUP.inter_op, _SETUP.onednn) != wanted:
+        log.warning("TensorFlow is already in use with intra_op_threads=%d, inter_op_threads=%d, "
+                    "onednn=%s; the tensorflow section applies after a restart",
+                    _SETUP.intra_op, _SETUP.inter_op, _SETUP.onednn)
         return
-    _THREADS.intra_op, _THREADS.inter_op = intra_op, inter_op
+    _SETUP.intra_op, _SETUP.inter_op, _SETUP.onednn = wanted
 
 
 def prepare_tensorflow() -> None:
-    """Import TensorFlow and size its thread pools now: before a plugin's ``default_model()`` runs
-    TensorFlow (training its model), after which the pools could no longer be sized."""
+    """Import TensorFlow with the configured kernels and size its thread pools now: before a plugin's
+    ``default_model()`` runs TensorFlow (training its model), after which the pools could no longer
+    be sized."""
+    _tensorflow()
+
+
+def _tensorflow() -> Any:
+    """TensorFlow, imported and set up as configured (once)."""
     from streamserve.runtime.tfimport import import_tensorflow
 
-    _apply_threads(import_tensorflow())
-
-
-def _apply_threads(tf: Any) -> None:
-    if _THREADS.applied:
-        return
-    _THREADS.applied = True
+    if _SETUP.applied:
+        return import_tensorflow()
+    if _SETUP.onednn is not None and "tensorflow" not in sys.modules:
+        os.environ[ONEDNN_ENV] = "1" if _SETUP.onednn else "0"
+    tf = import_tensorflow()
+    _SETUP.applied = True
     try:
-        tf.config.threading.set_intra_op_parallelism_threads(_THREADS.intra_op)
-        tf.config.threading.set_inter_op_parallelism_threads(_THREADS.inter_op)
+        tf.config.threading.set_intra_op_parallelism_threads(_SETUP.intra_op)
+        tf.config.threading.set_inter_op_parallelism_threads(_SETUP.inter_op)
     except RuntimeError as exc:  # TF ran before streamserve loaded a model (an embedding program)
         log.warning("TensorFlow's thread pools were set before streamserve's first model: %s", exc)
+    onednn = onednn_enabled()
+    if _SETUP.onednn is not None and onednn is not None and onednn != _SETUP.onednn:
+        log.warning("TensorFlow was imported before streamserve could set its kernels: oneDNN is "
+                    "%s, not as tensorflow.onednn says", "on" if onednn else "off")
+    log.info("TensorFlow %s: oneDNN kernels %s, thread pools intra-op %s, inter-op %s", tf.__version__,
+             {True: "on", False: "off", None: "unknown"}[onednn],
+             _SETUP.intra_op or "TensorFlow's choice", _SETUP.inter_op or "TensorFlow's choice")
+    return tf
+
+
+def onednn_enabled() -> bool | None:
+    """Whether this process's TensorFlow runs oneDNN's kernels (None: this TF cannot tell)."""
+    try:
+        from tensorflow.python.util import _pywrap_util_port  # what tf.test's helpers ask
+    except ImportError:
+        return None
+    return bool(_pywrap_util_port.IsMklEnabled())
 
 
 @dataclass(frozen=True)
@@ -117,9 +151,7 @@ def load_model(path: Path, signature: Signature | str, *, plugin: str) -> Model:
     ``signature_def``: every input exactly, the declared outputs at least) or, for a repository
     model, the name of the signature to serve as the model defines it.
     """
-    import tensorflow as tf  # heavy: imported only when a model is really loaded
-
-    _apply_threads(tf)
+    tf = _tensorflow()  # heavy: imported only when a model is really loaded
     directory, version = resolve_version(path)
     name = signature.name if isinstance(signature, Signature) else signature
     started = time.perf_counter()
@@ -220,8 +252,8 @@ def _session_call(
         tags = next(list(m.meta_info_def.tags) for m in saved.meta_graphs if name in m.signature_def)
         graph = tf.Graph()
         session = tf.compat.v1.Session(graph=graph, config=tf.compat.v1.ConfigProto(
-            intra_op_parallelism_threads=_THREADS.intra_op,
-            inter_op_parallelism_threads=_THREADS.inter_op,
+            intra_op_parallelism_threads=_SETUP.intra_op,
+            inter_op_parallelism_threads=_SETUP.inter_op,
         ))
         tf_log, level = tf.get_logger(), tf.get_logger().level
         tf_log.setLevel(logging.ERROR)  # the v1 loader's deprecation notice would read as a fault

@@ -19,7 +19,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from streamserve.config import ServerConfig, StreamserveConfig, plugin_settings
 from streamserve.errors import ConfigError, StreamserveError
 from streamserve.plugins import DiscoveredPlugin
-from streamserve.runtime import ModelManager, Repository, ServedModel, use_threads
+from streamserve.runtime import ModelManager, Repository, ServedModel, configure_tensorflow
 from streamserve.serving.calls import Calls
 from streamserve.serving.handlers import service_handler
 from streamserve.serving.metrics import Metrics
@@ -48,7 +48,7 @@ class Server:
         source: str = "<config>",
     ) -> None:
         self.config = config
-        use_threads(config.tensorflow.intra_op_threads, config.tensorflow.inter_op_threads)
+        configure_tensorflow(config.tensorflow)
         by_name = {d.spec.name: d for d in discovered}
         if unknown := sorted(set(config.plugins) - set(by_name)):
             raise ConfigError(
