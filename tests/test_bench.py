@@ -297,3 +297,23 @@ def test_peer_mlserver_settings_carry_its_workers(tmp_path: Path) -> None:
     assert model["parameters"] == {"uri": str(tmp_path)}
     assert {key: model[key] for key in MLSERVER_BATCH} == MLSERVER_BATCH
     assert mlserver_settings(tmp_path, 50051)["settings.json"]["parallel_workers"] == 0
+
+
+def test_kernels_times_a_model_with_each_of_tensorflows_kernel_choices(tmp_path: Path) -> None:
+    """``python -m benchmarks.kernels``: one process per choice (the tool fails if the choice did
+    not take), a row per size with both timings and their ratio."""
+    from tests.support.models import build_module_wrapping_keras
+
+    model = build_module_wrapping_keras(tmp_path / "m")
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.kernels", str(model), "--rows", "1,3", "--calls", "20",
+         "--repeat", "1"],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, f"exit {done.returncode}\n{done.stdout}\n{done.stderr[-3000:]}"
+    rows = [line.split("|")[1:-1] for line in done.stdout.splitlines() if line.startswith(f"| {model} ")]
+    assert [int(cells[1]) for cells in rows] == [1, 3]
+    for cells in rows:
+        onednn, own = (float(cell.split("(")[0].replace(",", "")) for cell in cells[2:4])
+        assert onednn > 0 and own > 0
+        assert float(cells[4].strip().rstrip("x")) == pytest.approx(own / onednn, abs=0.02)  # rounded

@@ -245,9 +245,10 @@ class TensorflowConfig(_Strict):
     onednn: bool | None = None
     """TensorFlow's oneDNN kernels (what ``TF_ENABLE_ONEDNN_OPTS`` sets). Unset: that variable if
     the environment has it, else TensorFlow's default (on, on x86 Linux). ``false`` suits small
-    models: a call of a few small dense layers costs about half the CPU without them (measured:
-    12-19 against 26-37 µs), while large matrix products and convolutions are 25-40 % slower.
-    Measure with your own model (docs/performance.md). Fixed when TensorFlow is first imported."""
+    models: a call of a few small dense layers costs 0.4-0.8x the CPU without them, while large
+    matrix products and convolutions over a batch cost 1.1-1.6x as much (docs/performance.md).
+    Time your own model both ways: ``python -m benchmarks.kernels MODEL_DIR``. Fixed when TensorFlow
+    is first imported."""
 
 
 class StreamserveConfig(_Strict):
