@@ -41,6 +41,7 @@ for one not ready, and batches each model on its own.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,11 +104,18 @@ class TensorSpec:
     @property
     def numpy_dtype(self) -> np.dtype[Any]:
         """The dtype of this tensor's NumPy arrays: ``object`` (holding bytes) for ``"string"``."""
-        return np.dtype(object if self.dtype == "string" else self.dtype)
+        return _numpy_dtype(self.dtype)
 
     def describe(self) -> str:
         dims = ", ".join("?" if d is None else str(d) for d in self.shape)
         return f"{self.name}: {self.dtype}[{dims}]"
+
+
+@functools.cache
+def _numpy_dtype(name: str) -> np.dtype[Any]:
+    """Made once per name: rows are checked against it on every request, and ``np.dtype()`` from a
+    name costs several times a dict lookup."""
+    return np.dtype(object if name == "string" else name)
 
 
 @dataclass(frozen=True, slots=True)

@@ -64,12 +64,14 @@ def _fill(response: Any, outputs: Outputs, request: Any) -> None:
     response.model_name = request.model_name
     response.model_version = outputs.model_version
     response.id = request.id
-    arrays = _selected(outputs, request)
-    raw = _wants_raw(request, arrays)
+    asked = request.outputs  # each read of a repeated field builds a view: once per response
+    arrays = _selected(outputs, asked)
+    raw = _wants_raw(request, asked, arrays)
+    add, contents = response.outputs.add, response.raw_output_contents
     for name, array in arrays.items():
-        contents = encode_output(response.outputs.add(name=name), array, raw=raw)
-        if contents is not None:
-            response.raw_output_contents.append(contents)
+        encoded = encode_output(add(name=name), array, raw=raw)
+        if encoded is not None:
+            contents.append(encoded)
 
 
 def stream_error(error: Exception, request: Any, models: Models) -> Any:
@@ -100,22 +102,26 @@ def _check_requested_outputs(request: Any, info: ModelInfo) -> None:
                                         "supported; outputs come back in the response")
 
 
-def _selected(outputs: Outputs, request: Any) -> Mapping[str, npt.NDArray[Any]]:
+def _selected(outputs: Outputs, asked: Any) -> Mapping[str, npt.NDArray[Any]]:
     """The outputs the request asks for (all, if it names none), in the order it names them."""
-    if not request.outputs:
+    if not asked:
         return outputs
-    return {output.name: outputs[output.name] for output in request.outputs}
+    return {output.name: outputs[output.name] for output in asked}
 
 
-def _wants_raw(request: Any, arrays: Mapping[str, npt.NDArray[Any]]) -> bool:
-    if any(datatype_of(array.dtype) in RAW_ONLY for array in arrays.values()):
-        return True
-    if not request.parameters and not request.outputs:  # the common case: as the inputs came
-        return bool(request.raw_input_contents)
-    if "binary_data_output" in request.parameters:
-        return bool(request.parameters["binary_data_output"].bool_param)
-    asked = [output.parameters["binary_data"].bool_param for output in request.outputs
-             if "binary_data" in output.parameters]
-    if asked:
-        return any(asked)
+def _wants_raw(request: Any, asked: Any, arrays: Mapping[str, npt.NDArray[Any]]) -> bool:
+    """Raw if the request asks for it, else as its inputs came; always for a 16-bit float output."""
+    return _asks_raw(request, asked) or any(
+        datatype_of(array.dtype) in RAW_ONLY for array in arrays.values()
+    )
+
+
+def _asks_raw(request: Any, asked: Any) -> bool:
+    if asked or request.parameters:
+        if "binary_data_output" in request.parameters:
+            return bool(request.parameters["binary_data_output"].bool_param)
+        chosen = [output.parameters["binary_data"].bool_param for output in asked
+                  if "binary_data" in output.parameters]
+        if chosen:
+            return any(chosen)
     return bool(request.raw_input_contents)
