@@ -5,9 +5,9 @@
 TensorFlow reads ``TF_ENABLE_ONEDNN_OPTS`` once, when it is imported, so each setting runs in a
 process of its own, alternately (``--repeat`` of each). A process loads every model through
 streamserve's own runner (:func:`streamserve.runtime.load_model`, as the server does), feeds it
-random rows of its signature and times the calls; the table gives the best repeat (by CPU), in µs of
-CPU per call (every thread of the process: TensorFlow may split a large product over its pools) and
-of wall time. Set ``tensorflow.onednn`` in the server's YAML to the faster (docs/configuration.md).
+rows of its signature (the server's warm-up row, repeated) and times the calls; the table gives
+the best repeat (by CPU), in µs of CPU per call (every thread of the process: TensorFlow may split a
+large product over its pools) and of wall time. Set ``tensorflow.onednn`` in the server's YAML to the faster (docs/configuration.md).
 """
 
 from __future__ import annotations
@@ -41,18 +41,16 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _inputs(model: Any, rows: int) -> dict[str, Any]:
-    """Random rows for every input of the model's signature (open inner dimensions: 1)."""
+    """``rows`` rows for every input of the model's signature: the row the server warms the model
+    up with (random floats, zeros, empty strings; open inner dimensions the model's size or 1),
+    repeated."""
     import numpy as np
 
-    rng = np.random.default_rng(0)
-    inputs = {}
-    for spec in model.signature.inputs:
-        if spec.numpy_dtype.kind not in "fiub":
-            raise SystemExit(f"{model.path}: input {spec.name} is {spec.dtype}; this tool feeds "
-                             "numbers only")
-        shape = (rows, *(1 if size is None else size for size in spec.shape[1:]))
-        inputs[spec.name] = rng.normal(0, 1, shape).astype(spec.numpy_dtype)
-    return inputs
+    from streamserve.runtime.model import _probe_rows, _warmup_rows  # the server's own warm-up row
+
+    specs = model.signature.inputs
+    one = _probe_rows(_warmup_rows(specs, {spec.name: spec for spec in specs}))
+    return {name: np.repeat(row, rows, axis=0) for name, row in one.items()}
 
 
 def _child(args: argparse.Namespace) -> None:
