@@ -7,7 +7,8 @@ process of its own, alternately (``--repeat`` of each). A process loads every mo
 streamserve's own runner (:func:`streamserve.runtime.load_model`, as the server does), feeds it
 rows of its signature (the server's warm-up row, repeated) and times the calls; the table gives
 the best repeat (by CPU), in µs of CPU per call (every thread of the process: TensorFlow may split a
-large product over its pools) and of wall time. Set ``tensorflow.onednn`` in the server's YAML to the faster (docs/configuration.md).
+large product over its pools) and of wall time. Set ``tensorflow.onednn`` in the server's YAML to
+the faster (docs/configuration.md).
 """
 
 from __future__ import annotations
