@@ -23,6 +23,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from streamserve.runtime.model import ONEDNN_ENV
+
 __all__ = ["main"]
 
 SETTINGS = {"oneDNN": "1", "TensorFlow's own": "0"}
@@ -82,10 +84,10 @@ def _sizes(text: str) -> list[int]:
 def _run(args: argparse.Namespace, value: str) -> list[dict[str, Any]]:
     command = [sys.executable, "-m", "benchmarks.kernels", "--child", "--signature", args.signature,
                "--rows", args.rows, "--calls", str(args.calls), *map(str, args.models)]
-    env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": value, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env = {**os.environ, ONEDNN_ENV: value, "TF_CPP_MIN_LOG_LEVEL": "3"}
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=1800)
     if done.returncode != 0:
-        raise SystemExit(f"TF_ENABLE_ONEDNN_OPTS={value}: {done.stderr.strip()[-2000:]}")
+        raise SystemExit(f"{ONEDNN_ENV}={value}: {done.stderr.strip()[-2000:]}")
     return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
 
 
@@ -103,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name, value in SETTINGS.items():
             for record in _run(args, value):
                 if record["onednn"] is not None and record["onednn"] != (value == "1"):
-                    raise SystemExit(f"TF_ENABLE_ONEDNN_OPTS={value} did not take: oneDNN is "
+                    raise SystemExit(f"{ONEDNN_ENV}={value} did not take: oneDNN is "
                                      f"{'on' if record['onednn'] else 'off'}")
                 key = (name, record["model"], record["rows"])
                 if key not in best or record["cpu_us"] < best[key]["cpu_us"]:
