@@ -244,8 +244,8 @@ async def test_max_delay_lets_a_batch_wait_for_more_rows() -> None:
 class CountingCondition(threading.Condition):
     """A condition variable that counts its notifications (the model thread's wake-ups)."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, lock: threading.Lock) -> None:
+        super().__init__(lock)
         self.notified = 0
 
     def notify(self, n: int = 1) -> None:
@@ -260,7 +260,7 @@ async def test_rows_queued_while_the_thread_waits_for_a_fuller_batch_do_not_wake
     model = Recorder()
     batcher = Batcher(model, BatchingConfig(max_batch_size=4, max_delay_ms=3_600_000),
                       name="test-model")
-    lock = batcher._lock = CountingCondition()
+    changed = batcher._changed = CountingCondition(batcher._lock)
     batcher.start()
     try:
         futures = [await batcher.submit(message(0, 1), 1)]
@@ -268,12 +268,12 @@ async def test_rows_queued_while_the_thread_waits_for_a_fuller_batch_do_not_wake
         while not batcher._gathering:  # the thread took the first row and waits for more
             assert time.monotonic() < deadline, "the model thread never waited for a fuller batch"
             await asyncio.sleep(0.001)
-        woken = lock.notified
+        woken = changed.notified
         for first in (1, 2):
             futures.append(await batcher.submit(message(first, 1), 1))
             await asyncio.sleep(0)  # a turn of the loop each
         await asyncio.sleep(0)
-        assert lock.notified == woken
+        assert changed.notified == woken
         assert model.sizes == []
         futures.append(await batcher.submit(message(3, 1), 1))  # the batch is full: run it now
         await asyncio.wait_for(asyncio.gather(*futures), TIMEOUT)

@@ -317,3 +317,24 @@ def test_kernels_times_a_model_with_each_of_tensorflows_kernel_choices(tmp_path:
         onednn, own = (float(cell.split("(")[0].replace(",", "")) for cell in cells[2:4])
         assert onednn > 0 and own > 0
         assert float(cells[4].strip().rstrip("x")) == pytest.approx(own / onednn, abs=0.02)  # rounded
+
+
+def test_instructions_drives_the_stream_path_of_each_tree_and_checks_every_answer(
+    tmp_path: Path,
+) -> None:
+    """``python -m benchmarks.instructions``: the in-process driver (null model, no gRPC client)
+    answers every message of every stream, on this tree and on a baseline (here the same tree);
+    natively, as the suite cannot wait for valgrind. The driver fails the tool if a response is
+    missing or wrong."""
+    out = tmp_path / "counts.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.instructions", "--no-valgrind", "--streams", "3",
+         "--messages", "7", "--baseline", f"same={REPO}", "--json", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, f"exit {done.returncode}\n{done.stdout}\n{done.stderr[-3000:]}"
+    record = json.loads(out.read_text())
+    assert (record["streams"], record["messages"], record["valgrind"]) == (3, 7, False)
+    assert set(record["results"]) == {"this tree", "same"}
+    assert all(value > 0 for value in record["results"].values())
+    assert done.stdout.count("µs of CPU per message") == 2

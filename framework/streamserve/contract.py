@@ -41,7 +41,6 @@ for one not ready, and batches each model on its own.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,30 +91,28 @@ class TensorSpec:
     """A NumPy/TensorFlow dtype name, for example ``"float32"``."""
     shape: tuple[int | None, ...]
     """The full shape including the leading batch dimension; ``None`` is a dimension of any size."""
+    numpy_dtype: np.dtype[Any] = field(init=False, repr=False, compare=False)
+    """The dtype of this tensor's NumPy arrays: ``object`` (holding bytes) for ``"string"``. Made
+    once, here: rows are checked against it on every request."""
 
     def __post_init__(self) -> None:
-        self.numpy_dtype  # noqa: B018 (fails early, naming the bad dtype)
+        # Fails early, naming the bad dtype. (Frozen: the field is set as dataclasses do it.)
+        object.__setattr__(self, "numpy_dtype", numpy_dtype_of(self.dtype))
         if not self.shape or self.shape[0] is not None:
             raise ValueError(
                 f"tensor {self.name!r}: the first dimension is the batch and must be None, "
                 f"got shape {self.shape}"
             )
 
-    @property
-    def numpy_dtype(self) -> np.dtype[Any]:
-        """The dtype of this tensor's NumPy arrays: ``object`` (holding bytes) for ``"string"``."""
-        return _numpy_dtype(self.dtype)
-
     def describe(self) -> str:
         dims = ", ".join("?" if d is None else str(d) for d in self.shape)
         return f"{self.name}: {self.dtype}[{dims}]"
 
 
-@functools.cache
-def _numpy_dtype(name: str) -> np.dtype[Any]:
-    """Made once per name: rows are checked against it on every request, and ``np.dtype()`` from a
-    name costs several times a dict lookup."""
-    return np.dtype(object if name == "string" else name)
+def numpy_dtype_of(dtype: str) -> np.dtype[Any]:
+    """The NumPy dtype of a signature dtype name: ``object`` (holding bytes) for ``"string"``.
+    TypeError for a name NumPy does not know (TensorFlow's ``resource``, ``variant``)."""
+    return np.dtype(object if dtype == "string" else dtype)
 
 
 @dataclass(frozen=True, slots=True)

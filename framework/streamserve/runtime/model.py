@@ -6,6 +6,7 @@ TensorFlow is imported here and only here, on first use: commands that never loa
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -19,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from streamserve.config import TensorflowConfig
-from streamserve.contract import Rows, Signature, TensorSpec
+from streamserve.contract import Rows, Signature, TensorSpec, numpy_dtype_of
 from streamserve.errors import ModelLoadError, SignatureMismatch
 
 __all__ = ["Model", "configure_tensorflow", "load_model", "onednn_enabled", "prepare_tensorflow",
@@ -388,6 +389,8 @@ def _spec(name: str, tensor: Any) -> TensorSpec:
     spec = object.__new__(TensorSpec)
     for attr, value in (("name", name), ("dtype", tensor.dtype.name), ("shape", shape)):
         object.__setattr__(spec, attr, value)
+    with contextlib.suppress(TypeError):  # a resource or variant: no NumPy dtype, never served
+        object.__setattr__(spec, "numpy_dtype", numpy_dtype_of(spec.dtype))
     return spec
 
 
