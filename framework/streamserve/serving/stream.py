@@ -122,6 +122,7 @@ class Stream:
         endpoint, call = self.endpoint, self.call
         counted, calls = endpoint.counted, endpoint.calls
         now = time.perf_counter
+        wake = self._wake  # one bound method for every message
         index = 0
         messages = aiter(self.requests)
         try:
@@ -142,9 +143,9 @@ class Stream:
                 heard = self.last_heard = now()
                 counted.received.inc()
                 request = endpoint.decode(data, index)
-                state = call.open_state()
+                state = call.state if call.opened else call.open_state()  # on the first message
                 try:
-                    outputs = await endpoint.submit(request, state, lane=call, wake=self._wake,
+                    outputs = await endpoint.submit(request, state, lane=call, wake=wake,
                                                     alone=calls.open == 1 and not self.items)
                 except StreamserveError as exc:
                     if endpoint.on_error is None:
@@ -155,7 +156,7 @@ class Stream:
                 self.items.append(Answer(index, request, outputs, heard))
                 self.unanswered += 1
                 if outputs.done():  # resolved already: nobody else wakes the writer for it
-                    self._wake()
+                    wake()
                 index += 1
         except asyncio.CancelledError:
             if self.ended_by is None:  # cancelled because the call itself is over

@@ -49,7 +49,8 @@ def decode_inputs(request: Any) -> dict[str, npt.NDArray[Any]]:
             "order of inputs",
         )
     arrays: dict[str, npt.NDArray[Any]] = {}
-    for index, tensor in enumerate(inputs):
+    for index in range(len(inputs)):  # not iter(): protobuf's containers end it with an IndexError
+        tensor = inputs[index]
         name = tensor.name
         if not name or name in arrays or tensor.parameters:
             _check_header(tensor, index, arrays)
