@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -186,8 +185,11 @@ def _child(args: argparse.Namespace) -> None:
 
 def _run_child(tree: Path, streams: int, messages: int, *, valgrind: bool) -> tuple[dict[str, Any], int]:
     """The driver's result on ``tree``, and the instructions it executed (0 without valgrind)."""
-    env = {**os.environ, "PYTHONHASHSEED": "0",  # the same dict layouts in every run
-           "PYTHONPATH": os.pathsep.join(str(tree / p) for p in ("framework", "plugins/oip/src", "."))}
+    # This tree's driver over ``tree``'s sources (an older worktree has no driver of its own); the
+    # same dict layouts in every run.
+    from benchmarks.servers.launch import _env  # another tree's sources first on the path
+
+    env = {**_env(None if tree == REPO else tree), "PYTHONHASHSEED": "0"}
     command = [sys.executable, "-m", "benchmarks.instructions", "--child",
                "--streams", str(streams), "--messages", str(messages)]
     with tempfile.TemporaryDirectory() as counts:
@@ -196,7 +198,7 @@ def _run_child(tree: Path, streams: int, messages: int, *, valgrind: bool) -> tu
             # real, only no client calls it) spin by the clock, not by the message.
             command = ["valgrind", "--tool=callgrind", "--separate-threads=yes",
                        f"--callgrind-out-file={counts}/callgrind.out", *command]
-        done = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True,
+        done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True,
                               check=False)
         lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
         if done.returncode != 0 or not lines:
@@ -227,12 +229,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.child:
         _child(args)
         return 0
-    trees = {"this tree": REPO}
-    for spec in args.baseline:
-        name, _, path = spec.partition("=")
-        if not path:
-            _parser().error(f"--baseline takes NAME=TREE, not {spec!r}")
-        trees[name] = Path(path).resolve()
+    # Imported here, not in the driver: each import is paid again under valgrind.
+    from benchmarks.run import _baseline  # NAME=TREE, checked as benchmarks.run checks it
+
+    try:
+        baselines = [_baseline(spec) for spec in args.baseline]
+    except argparse.ArgumentTypeError as exc:
+        _parser().error(f"--baseline: {exc}")
+    trees = {"this tree": REPO, **{name: tree.resolve() for name, tree in baselines}}
     results: dict[str, float] = {}
     if args.no_valgrind:
         for name, tree in trees.items():
