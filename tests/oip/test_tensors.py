@@ -12,7 +12,7 @@ import pytest
 from streamserve import InvalidArgument, Unimplemented
 from streamserve_oip._proto import grpc_inference_pb2 as pb2
 from streamserve_oip.datatypes import DTYPE_NAMES, RAW_ONLY, TYPED_FIELDS, datatype_of, numpy_dtype
-from streamserve_oip.tensors import decode_inputs, encode_output
+from streamserve_oip.tensors import decode_inputs, fill_typed, output_datatype, raw_contents
 
 SAMPLES: dict[str, list[Any]] = {
     "BOOL": [True, False, True, True],
@@ -39,6 +39,16 @@ def sample(datatype: str) -> np.ndarray:
         flat[:] = values
         return flat.reshape(2, 2)
     return np.array(values, dtype=numpy_dtype(datatype)).reshape(2, 2)
+
+
+def encode_output(tensor: Any, array: np.ndarray, *, raw: bool) -> bytes | None:
+    """Fill an output tensor as the plugin's responses do: the raw contents, or typed ones."""
+    tensor.datatype = output_datatype(tensor.name, array.dtype)
+    tensor.shape.extend(array.shape)
+    if raw:
+        return raw_contents(array)
+    fill_typed(tensor.contents, tensor.datatype, array)
+    return None
 
 
 def request_with(tensor: np.ndarray, datatype: str, *, raw: bool) -> pb2.ModelInferRequest:

@@ -12,6 +12,8 @@ names), or an output is a 16-bit float, which has no typed field; otherwise type
 
 from __future__ import annotations
 
+import enum
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,8 +22,14 @@ import numpy.typing as npt
 from streamserve import Infer, InvalidArgument, ModelInfo, Models, Outputs
 from streamserve.errors import StreamserveError
 from streamserve_oip._proto import grpc_inference_pb2 as pb2
-from streamserve_oip.datatypes import RAW_ONLY, datatype_of
-from streamserve_oip.tensors import decode_inputs, encode_output
+from streamserve_oip.datatypes import RAW_ONLY
+from streamserve_oip.tensors import (
+    decode_inputs,
+    fill_typed,
+    is_native,
+    output_datatype,
+    raw_contents,
+)
 
 __all__ = ["postprocess", "postprocess_stream", "preprocess", "stream_error"]
 
@@ -44,34 +52,85 @@ def preprocess(request: Any, models: Models) -> Infer:
 
 def postprocess(outputs: Outputs, request: Any, models: Models) -> Any:
     """The model's outputs for the request -> its ``ModelInferResponse``."""
-    response = pb2.ModelInferResponse()
-    _fill(response, outputs, request)
-    return response
+    return _respond(pb2.ModelInferResponse, outputs, request)
 
 
 def postprocess_stream(outputs: Outputs, request: Any, models: Models) -> Any:
     """As :func:`postprocess`, wrapped for the stream; an error here is reported in-band too."""
-    message = pb2.ModelStreamInferResponse()
     try:
-        _fill(message.infer_response, outputs, request)  # in place: no copy of the response
+        return _respond(pb2.ModelStreamInferResponse, outputs, request)
     except StreamserveError as exc:
         return stream_error(exc, request, models)
+
+
+def _respond(kind: type[Any], outputs: Outputs, request: Any) -> Any:
+    """A response of ``kind`` (``ModelInferResponse``, or ``ModelStreamInferResponse`` around one)
+    with the outputs the request asks for.
+
+    What does not change from one response to the next (the model's name and version, each
+    output's name, datatype and shape) is made once, as the bytes of a response with only those
+    fields (:func:`_header`), and each response starts as a parse of them: one call, against a
+    dozen field writes. Only the request's id and the contents are set per response. Every field
+    read of the request builds a Python object, so each is read once, and the usual response (one
+    output, the request choosing nothing) takes no loop."""
+    asked = request.outputs
+    parameters = request.parameters
+    arrays = _selected(outputs, asked) if asked else outputs
+    if len(arrays) == 1:
+        ((name, array),) = arrays.items()
+        layout: tuple[tuple[str, Any, tuple[int, ...]], ...] = ((name, array.dtype, array.shape),)
+    else:
+        layout = tuple([(name, array.dtype, array.shape) for name, array in arrays.items()])
+    header, form = _header(kind, request.model_name, outputs.model_version, layout)
+    message = kind.FromString(header)
+    response = message if kind is pb2.ModelInferResponse else message.infer_response
+    response.id = request.id
+    if asked or parameters:
+        raw = _asks_raw(request, asked, parameters)
+    else:  # as the inputs came
+        raw = bool(request.raw_input_contents)
+    if form is _Form.NATIVE and raw and len(arrays) == 1:
+        response.raw_output_contents.append(array.tobytes())  # C order
+    elif raw or form is _Form.RAW_ONLY:
+        response.raw_output_contents.extend([raw_contents(array) for array in arrays.values()])
+    else:
+        tensors = response.outputs
+        for index, array in enumerate(arrays.values()):
+            tensor = tensors[index]
+            fill_typed(tensor.contents, tensor.datatype, array)
     return message
 
 
-def _fill(response: Any, outputs: Outputs, request: Any) -> None:
-    """Fill an empty ``ModelInferResponse`` with the outputs the request asks for."""
-    response.model_name = request.model_name
-    response.model_version = outputs.model_version
-    response.id = request.id
-    asked = request.outputs  # each read of a repeated field builds a view: once per response
-    arrays = _selected(outputs, asked)
-    raw = _wants_raw(request, asked, arrays)
-    add, contents = response.outputs.add, response.raw_output_contents
-    for name, array in arrays.items():
-        encoded = encode_output(add(name=name), array, raw=raw)
-        if encoded is not None:
-            contents.append(encoded)
+class _Form(enum.Enum):
+    """How a response's outputs may travel."""
+
+    TYPED = "typed or raw, as the request asks"
+    NATIVE = "typed or raw; raw is NumPy's own bytes (little-endian numbers)"
+    RAW_ONLY = "raw only: an output has no typed field (16-bit floats)"
+
+
+@functools.lru_cache(maxsize=1024)
+def _header(
+    kind: type[Any], model: str, version: str, layout: tuple[tuple[str, Any, tuple[int, ...]], ...]
+) -> tuple[bytes, _Form]:
+    """The bytes of a response of ``kind`` with only the fields that are the same for every
+    response of this model, version and output layout (name, NumPy dtype, shape per output); and
+    how its outputs may travel. (Cached: a stream's responses share one.)"""
+    response = pb2.ModelInferResponse(model_name=model, model_version=version)
+    datatypes = []
+    for name, dtype, shape in layout:
+        datatype = output_datatype(name, dtype)  # UNIMPLEMENTED, not cached: raised every time
+        response.outputs.add(name=name, datatype=datatype, shape=shape)
+        datatypes.append(datatype)
+    if kind is not pb2.ModelInferResponse:
+        response = kind(infer_response=response)
+    if any(datatype in RAW_ONLY for datatype in datatypes):
+        form = _Form.RAW_ONLY
+    elif all(is_native(dtype) for _, dtype, _ in layout):
+        form = _Form.NATIVE
+    else:
+        form = _Form.TYPED
+    return response.SerializeToString(), form
 
 
 def stream_error(error: Exception, request: Any, models: Models) -> Any:
@@ -109,19 +168,12 @@ def _selected(outputs: Outputs, asked: Any) -> Mapping[str, npt.NDArray[Any]]:
     return {output.name: outputs[output.name] for output in asked}
 
 
-def _wants_raw(request: Any, asked: Any, arrays: Mapping[str, npt.NDArray[Any]]) -> bool:
-    """Raw if the request asks for it, else as its inputs came; always for a 16-bit float output."""
-    return _asks_raw(request, asked) or any(
-        datatype_of(array.dtype) in RAW_ONLY for array in arrays.values()
-    )
-
-
-def _asks_raw(request: Any, asked: Any) -> bool:
-    if asked or request.parameters:
-        if "binary_data_output" in request.parameters:
-            return bool(request.parameters["binary_data_output"].bool_param)
-        chosen = [output.parameters["binary_data"].bool_param for output in asked
-                  if "binary_data" in output.parameters]
-        if chosen:
-            return any(chosen)
+def _asks_raw(request: Any, asked: Any, parameters: Any) -> bool:
+    """Whether the outputs go back raw: as the request asks, else as its inputs came."""
+    if "binary_data_output" in parameters:
+        return bool(parameters["binary_data_output"].bool_param)
+    chosen = [output.parameters["binary_data"].bool_param for output in asked
+              if "binary_data" in output.parameters]
+    if chosen:
+        return any(chosen)
     return bool(request.raw_input_contents)

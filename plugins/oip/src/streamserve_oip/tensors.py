@@ -23,7 +23,7 @@ import numpy.typing as npt
 from streamserve import InvalidArgument, Unimplemented
 from streamserve_oip.datatypes import DTYPE_NAMES, RAW_ONLY, TYPED_FIELDS, datatype_of, numpy_dtype
 
-__all__ = ["decode_inputs", "encode_output"]
+__all__ = ["decode_inputs", "fill_typed", "is_native", "output_datatype", "raw_contents"]
 
 _LENGTH = struct.Struct("<I")
 """The length prefix of each element of a raw BYTES tensor."""
@@ -88,32 +88,39 @@ def _check_header(tensor: Any, index: int, arrays: dict[str, npt.NDArray[Any]]) 
                                                "supported; send the tensor's contents in the request")
 
 
-def encode_output(
-    tensor: Any, array: npt.NDArray[Any], *, raw: bool
-) -> bytes | None:
-    """Fill ``tensor`` (an ``InferOutputTensor`` whose name is set) from ``array``: datatype and
-    shape, and its typed contents unless ``raw``; returns the raw contents when ``raw``."""
-    datatype = datatype_of(array.dtype)
+def output_datatype(name: str, dtype: np.dtype[Any]) -> str:
+    """The OIP datatype of output ``name``'s arrays; UNIMPLEMENTED if the protocol has none."""
+    datatype = datatype_of(dtype)
     if datatype is None:
         raise Unimplemented(
-            f"output {tensor.name!r} is {array.dtype.name}, which the Open Inference Protocol has "
-            "no datatype for"
+            f"output {name!r} is {dtype.name}, which the Open Inference Protocol has no datatype for"
         )
-    tensor.datatype = datatype
-    tensor.shape.extend(array.shape)
-    if raw:
-        if _LITTLE and datatype != "BYTES" and array.dtype.isnative:
-            return array.tobytes()  # C order, native (= little-endian) bytes
-        return _to_raw(datatype, array)
+    return datatype
+
+
+def is_native(dtype: np.dtype[Any]) -> bool:
+    """Whether arrays of ``dtype`` are their own raw contents (``tobytes()``): numbers, on a
+    little-endian machine, in its byte order."""
+    return _LITTLE and dtype.isnative and dtype.kind not in "OSU"
+
+
+def raw_contents(array: npt.NDArray[Any]) -> bytes:
+    """``array``'s elements as a tensor's raw contents."""
+    if is_native(array.dtype):
+        return array.tobytes()  # C order
+    return _to_raw(datatype_of(array.dtype) or "", array)
+
+
+def fill_typed(contents: Any, datatype: str, array: npt.NDArray[Any]) -> None:
+    """Put ``array``'s elements in the typed field of ``contents`` (an ``InferTensorContents``)."""
     if datatype in RAW_ONLY:  # callers choose raw for a response with such an output
-        raise AssertionError(f"{datatype} output {tensor.name!r} needs raw contents")
-    field = getattr(tensor.contents, TYPED_FIELDS[datatype])
+        raise AssertionError(f"{datatype} output needs raw contents")
+    field = getattr(contents, TYPED_FIELDS[datatype])
     flat = array.reshape(-1)
     if datatype == "BYTES":
         field.extend(_as_bytes(value) for value in flat)
     else:
         field.extend(flat.tolist())
-    return None
 
 
 def _from_typed(name: str, datatype: str, shape: list[int], contents: Any) -> npt.NDArray[Any]:
