@@ -52,20 +52,20 @@ def preprocess(request: Any, models: Models) -> Infer:
 
 def postprocess(outputs: Outputs, request: Any, models: Models) -> Any:
     """The model's outputs for the request -> its ``ModelInferResponse``."""
-    return _respond(pb2.ModelInferResponse, outputs, request)
+    return _respond(False, outputs, request)
 
 
 def postprocess_stream(outputs: Outputs, request: Any, models: Models) -> Any:
     """As :func:`postprocess`, wrapped for the stream; an error here is reported in-band too."""
     try:
-        return _respond(pb2.ModelStreamInferResponse, outputs, request)
+        return _respond(True, outputs, request)
     except StreamserveError as exc:
         return stream_error(exc, request, models)
 
 
-def _respond(kind: type[Any], outputs: Outputs, request: Any) -> Any:
-    """A response of ``kind`` (``ModelInferResponse``, or ``ModelStreamInferResponse`` around one)
-    with the outputs the request asks for.
+def _respond(stream: bool, outputs: Outputs, request: Any) -> Any:
+    """A ``ModelInferResponse`` (in a ``ModelStreamInferResponse`` if ``stream``) with the outputs
+    the request asks for.
 
     What does not change from one response to the next (the model's name and version, each
     output's name, datatype and shape) is made once, as the bytes of a response with only those
@@ -81,14 +81,16 @@ def _respond(kind: type[Any], outputs: Outputs, request: Any) -> Any:
         layout: tuple[tuple[str, Any, tuple[int, ...]], ...] = ((name, array.dtype, array.shape),)
     else:
         layout = tuple([(name, array.dtype, array.shape) for name, array in arrays.items()])
-    header, form = _header(kind, request.model_name, outputs.model_version, layout)
-    message = kind.FromString(header)
-    response = message if kind is pb2.ModelInferResponse else message.infer_response
+    header, form = _header(stream, request.model_name, outputs.model_version, layout)
+    message: Any
+    if stream:
+        message = pb2.ModelStreamInferResponse.FromString(header)
+        response = message.infer_response
+    else:
+        message = response = pb2.ModelInferResponse.FromString(header)
     response.id = request.id
-    if asked or parameters:
-        raw = _asks_raw(request, asked, parameters)
-    else:  # as the inputs came
-        raw = bool(request.raw_input_contents)
+    raw = (_asks_raw(request, asked, parameters) if asked or parameters
+           else bool(request.raw_input_contents))  # as the inputs came
     if form is _Form.NATIVE and raw and len(arrays) == 1:
         response.raw_output_contents.append(array.tobytes())  # C order
     elif raw or form is _Form.RAW_ONLY:
@@ -111,26 +113,26 @@ class _Form(enum.Enum):
 
 @functools.lru_cache(maxsize=1024)
 def _header(
-    kind: type[Any], model: str, version: str, layout: tuple[tuple[str, Any, tuple[int, ...]], ...]
+    stream: bool, model: str, version: str, layout: tuple[tuple[str, Any, tuple[int, ...]], ...]
 ) -> tuple[bytes, _Form]:
-    """The bytes of a response of ``kind`` with only the fields that are the same for every
-    response of this model, version and output layout (name, NumPy dtype, shape per output); and
-    how its outputs may travel. (Cached: a stream's responses share one.)"""
+    """The bytes of a response (in a ``ModelStreamInferResponse`` if ``stream``) with only the
+    fields that are the same for every response of this model, version and output layout (name,
+    NumPy dtype, shape per output); and how its outputs may travel. (Cached: a stream's responses
+    share one.)"""
     response = pb2.ModelInferResponse(model_name=model, model_version=version)
     datatypes = []
     for name, dtype, shape in layout:
         datatype = output_datatype(name, dtype)  # UNIMPLEMENTED, not cached: raised every time
         response.outputs.add(name=name, datatype=datatype, shape=shape)
         datatypes.append(datatype)
-    if kind is not pb2.ModelInferResponse:
-        response = kind(infer_response=response)
+    message: Any = pb2.ModelStreamInferResponse(infer_response=response) if stream else response
     if any(datatype in RAW_ONLY for datatype in datatypes):
         form = _Form.RAW_ONLY
     elif all(is_native(dtype) for _, dtype, _ in layout):
         form = _Form.NATIVE
     else:
         form = _Form.TYPED
-    return response.SerializeToString(), form
+    return message.SerializeToString(), form
 
 
 def stream_error(error: Exception, request: Any, models: Models) -> Any:
