@@ -94,10 +94,14 @@ class TensorSpec:
     numpy_dtype: np.dtype[Any] = field(init=False, repr=False, compare=False)
     """The dtype of this tensor's NumPy arrays: ``object`` (holding bytes) for ``"string"``. Made
     once, here: rows are checked against it on every request."""
+    row_shape: tuple[int, ...] | None = field(init=False, repr=False, compare=False)
+    """The shape of one row (the shape without its batch dimension), if the batch dimension is open
+    and every other one has a size; else None. (Such rows are checked with one comparison.)"""
 
     def __post_init__(self) -> None:
-        # Fails early, naming the bad dtype. (Frozen: the field is set as dataclasses do it.)
+        # Fails early, naming the bad dtype. (Frozen: the fields are set as dataclasses do it.)
         object.__setattr__(self, "numpy_dtype", numpy_dtype_of(self.dtype))
+        object.__setattr__(self, "row_shape", row_shape_of(self.shape))
         if not self.shape or self.shape[0] is not None:
             raise ValueError(
                 f"tensor {self.name!r}: the first dimension is the batch and must be None, "
@@ -107,6 +111,14 @@ class TensorSpec:
     def describe(self) -> str:
         dims = ", ".join("?" if d is None else str(d) for d in self.shape)
         return f"{self.name}: {self.dtype}[{dims}]"
+
+
+def row_shape_of(shape: tuple[int | None, ...]) -> tuple[int, ...] | None:
+    """See :attr:`TensorSpec.row_shape`."""
+    row = shape[1:]
+    if not shape or shape[0] is not None or None in row:
+        return None
+    return row  # type: ignore[return-value]  # no None in it
 
 
 def numpy_dtype_of(dtype: str) -> np.dtype[Any]:

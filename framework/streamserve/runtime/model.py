@@ -20,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from streamserve.config import TensorflowConfig
-from streamserve.contract import Rows, Signature, TensorSpec, numpy_dtype_of
+from streamserve.contract import Rows, Signature, TensorSpec, numpy_dtype_of, row_shape_of
 from streamserve.errors import ModelLoadError, SignatureMismatch
 
 __all__ = ["Model", "configure_tensorflow", "load_model", "onednn_enabled", "prepare_tensorflow",
@@ -391,6 +391,7 @@ def _spec(name: str, tensor: Any) -> TensorSpec:
         object.__setattr__(spec, attr, value)
     with contextlib.suppress(TypeError):  # a resource or variant: no NumPy dtype, never served
         object.__setattr__(spec, "numpy_dtype", numpy_dtype_of(spec.dtype))
+    object.__setattr__(spec, "row_shape", row_shape_of(shape))
     return spec
 
 

@@ -187,13 +187,19 @@ class Repository:
         Raises NotFound (model or version), Unavailable (not ready) or InvalidArgument (rows that do
         not fit the model's signature: the field is the input's name).
         """
+        rows = infer.rows
+        model = self.public.get(infer.model)
+        if model is not None and model.batcher is not None and rows and not infer.version:
+            # The usual request, per message: a ready model, whichever version, with rows.
+            loaded = model.model
+            assert loaded is not None
+            return model.batcher, rows, _check_rows(rows, loaded.signature, infer.model)
         model = self._find(infer.model, infer.version)  # a ready model's version is checked there
         batcher = model.require_ready()
-        if not infer.rows:
+        if not rows:
             return batcher, {}, 0
         assert model.model is not None
-        count = _check_rows(infer.rows, model.model.signature, infer.model)
-        return batcher, infer.rows, count
+        return batcher, rows, _check_rows(rows, model.model.signature, infer.model)
 
 
 def _taken(name: str) -> str:
@@ -214,8 +220,8 @@ def _check_rows(rows: Rows, signature: Signature, model: str) -> int:
     if len(rows) == 1 and len(signature.inputs) == 1:  # the common case, per request: no sets
         (spec,) = signature.inputs
         value = rows.get(spec.name)
-        if (isinstance(value, np.ndarray) and value.ndim and value.dtype == spec.numpy_dtype
-                and _fits(value.shape, spec.shape)):
+        if (isinstance(value, np.ndarray) and value.dtype == spec.numpy_dtype
+                and value.shape[1:] == spec.row_shape and value.ndim):
             return len(value)
     expected = {spec.name: spec for spec in signature.inputs}
     if missing := sorted(set(expected) - set(rows)):
@@ -248,14 +254,10 @@ def _check_tensor(name: str, value: Any, spec: TensorSpec) -> None:
 
 
 def _fits(shape: tuple[int, ...], dims: tuple[int | None, ...]) -> bool:
-    """Whether an array of ``shape`` fits a signature's ``dims`` (None: any size). A loop, not
-    ``all()`` over a generator: this runs for every request, and the generator costs twice as much."""
-    if len(shape) != len(dims):
-        return False
-    for want, have in zip(dims, shape, strict=True):  # noqa: SIM110 (see the docstring)
-        if want is not None and want != have:
-            return False
-    return True
+    """Whether an array of ``shape`` fits a signature's ``dims`` (None: any size)."""
+    return len(shape) == len(dims) and all(
+        want is None or want == have for want, have in zip(dims, shape, strict=True)
+    )
 
 
 def _dtype_name(value: Any) -> str:

@@ -31,6 +31,12 @@ _LENGTH = struct.Struct("<I")
 _LITTLE = sys.byteorder == "little"
 """Raw contents are little-endian: on a little-endian machine NumPy's native bytes are the wire's."""
 
+_NATIVE_RAW: dict[str, np.dtype[Any]] = {
+    datatype: numpy_dtype(datatype) for datatype in DTYPE_NAMES
+    if _LITTLE and datatype not in ("BYTES", "BF16")
+}
+"""The datatypes whose raw contents are the bytes of a NumPy array as they are, on this machine."""
+
 _UNSUPPORTED_PARAMETERS = ("shared_memory_region", "shared_memory_byte_size", "shared_memory_offset")
 
 
@@ -69,7 +75,15 @@ def decode_inputs(request: Any) -> dict[str, npt.NDArray[Any]]:
                     name, "has contents while the request has raw_input_contents; use one or the "
                           "other for every input"
                 )
-            arrays[name] = _from_raw(name, datatype, shape, raw[index])
+            dtype = _NATIVE_RAW.get(datatype)
+            if dtype is None:  # BYTES, BF16, or a big-endian machine
+                arrays[name] = _from_raw(name, datatype, shape, raw[index])
+                continue
+            data = raw[index]
+            if len(data) != math.prod(shape) * dtype.itemsize:
+                raise _raw_size_error(name, datatype, shape, len(data))
+            # A view of the request's bytes, read-only as np.frombuffer's; one call, not two.
+            arrays[name] = np.ndarray(shape, dtype, data)
         else:
             arrays[name] = _from_typed(name, datatype, shape, tensor.contents)
     return arrays
@@ -169,15 +183,15 @@ def _from_raw(name: str, datatype: str, shape: list[int], raw: bytes) -> npt.NDA
         return _bytes_from_raw(name, raw, count).reshape(shape)
     dtype = numpy_dtype(datatype)
     if len(raw) != count * dtype.itemsize:
-        raise InvalidArgument(
-            name, f"shape {list(shape)} of {datatype} needs {count * dtype.itemsize} bytes of raw "
-                  f"contents, got {len(raw)}"
-        )
-    if _LITTLE:
-        # A view of the request's bytes, read-only as np.frombuffer's; one call, not two.
-        return np.ndarray(shape, dtype, raw)
+        raise _raw_size_error(name, datatype, shape, len(raw))
     # The wire is little-endian whatever this machine is.
     return np.frombuffer(raw, dtype=dtype.newbyteorder("<")).astype(dtype).reshape(shape)
+
+
+def _raw_size_error(name: str, datatype: str, shape: list[int], size: int) -> InvalidArgument:
+    needed = math.prod(shape) * numpy_dtype(datatype).itemsize
+    return InvalidArgument(name, f"shape {list(shape)} of {datatype} needs {needed} bytes of raw "
+                                 f"contents, got {size}")
 
 
 def _bytes_from_raw(name: str, raw: bytes, count: int) -> npt.NDArray[Any]:
