@@ -85,23 +85,18 @@ class _Pending:
     more than one piece only."""
 
 
-@dataclass(slots=True)
-class _Piece:
-    """Rows ``start:stop`` of a message, in one batch."""
+_Piece = tuple[_Pending, int, int]
+"""Rows ``start:stop`` of a message, in one batch: ``(item, start, stop)``. (A tuple: one is made
+per message and batch, and a class's ``__init__`` is a Python call.)"""
 
-    item: _Pending
-    start: int
-    stop: int
 
-    @property
-    def whole(self) -> bool:
-        return self.start == 0 and self.stop == self.item.count
+def _part(item: _Pending, start: int, stop: int) -> Rows:
+    """Rows ``start:stop`` of a message that is fed to the model in more than one piece."""
+    return {k: v[start:stop] for k, v in item.rows.items()}
 
-    def rows(self) -> Rows:
-        if self.whole:
-            return self.item.rows
-        return {k: v[self.start:self.stop] for k, v in self.item.rows.items()}
 
+_new_outputs = dict.__new__
+"""An empty :class:`Outputs`, without its ``__init__``, from ``_new_outputs(Outputs)``."""
 
 _NO_FUTURE: Any = None
 """The future of a row run by :meth:`Batcher.call_now`: there is none, the caller gets the result."""
@@ -355,7 +350,7 @@ class Batcher:
                 return
             self._company = False
             batch, size = self._take(self._config.max_batch_size)
-            self._running = [piece.item for piece in batch]
+            self._running = [item for item, _, _ in batch]
         try:
             if batch:
                 call, version, _ = self._model
@@ -416,7 +411,7 @@ class Batcher:
             if self._lanes or self._running or self._closed or count == 0:
                 return None
         call, version, _ = self._model
-        piece = _Piece(_Pending(rows, count, _NO_FUTURE), 0, count)
+        piece = (_Pending(rows, count, _NO_FUTURE), 0, count)
         results, calls = self._run(call, version, [piece], count)
         self._count(calls)
         result = results[0][1]
@@ -443,7 +438,7 @@ class Batcher:
                 self._company = False
                 self._sleeping = False
                 batch, size = self._take(max_rows)
-                self._running = [piece.item for piece in batch]
+                self._running = [item for item, _, _ in batch]
             if self._room_waiters:  # else nobody to wake; _deliver sets it in any case
                 self._post(self._has_room.set)
             if not batch:  # every queued message was of a call that failed or went away
@@ -474,7 +469,7 @@ class Batcher:
                 queue.popleft()
             else:
                 take = left if max_rows == 1 else min(left, turn, max_rows - size)
-                batch.append(_Piece(item, item.taken, item.taken + take))
+                batch.append((item, item.taken, item.taken + take))
                 item.taken += take
                 if item.taken == item.count:
                     queue.popleft()
@@ -494,7 +489,7 @@ class Batcher:
         for queue in self._lanes.values():
             for item in queue:
                 if not item.future.done():  # else failed or cancelled meanwhile: not worth running
-                    batch.append(_Piece(item, item.taken, item.count))
+                    batch.append((item, item.taken, item.count))
                     size += item.count - item.taken
                     item.taken = item.count
         self._lanes.clear()
@@ -516,7 +511,8 @@ class Batcher:
             outputs = _run_model(call, batch, size)
         except Exception as exc:
             if len(batch) == 1:
-                return [(batch[0], _as_error(exc, batch[0].stop - batch[0].start, self._name))], []
+                _, start, stop = batch[0]
+                return [(batch[0], _as_error(exc, stop - start, self._name))], []
             # One call's bad rows must not fail every call that shares its batch:
             # run each alone, so only the culprit gets the error.
             calls: list[_Call] = []
@@ -526,9 +522,17 @@ class Batcher:
             return [(batch[0], Outputs(outputs, version))], done
         results: list[tuple[_Piece, Outputs | Exception]] = []
         offset = 0
+        arrays = list(outputs.items())
         for piece in batch:
-            end = offset + piece.stop - piece.start
-            results.append((piece, Outputs({k: v[offset:end] for k, v in outputs.items()}, version)))
+            _, start, stop = piece
+            end = offset + stop - start
+            # Made without Outputs.__init__ (a Python call, with a dict comprehension's on top):
+            # this runs for every message.
+            result = _new_outputs(Outputs)
+            for name, array in arrays:
+                result[name] = array[offset:end]
+            result.model_version = version
+            results.append((piece, result))
             offset = end
         return results, done
 
@@ -536,7 +540,8 @@ class Batcher:
         self, call: ModelCall, version: str, piece: _Piece, calls: list[_Call]
     ) -> tuple[_Piece, Outputs | Exception]:
         """Run one piece on its own; if the model call succeeds, add it to ``calls``."""
-        rows = piece.stop - piece.start
+        _, start, stop = piece
+        rows = stop - start
         started = time.perf_counter()
         try:
             outputs = _run_model(call, [piece], rows)
@@ -550,16 +555,15 @@ class Batcher:
         self._has_room.set()
         answers, calls = results
         unary = 0
-        for piece, result in answers:
-            item = piece.item
-            if piece.stop == item.count:  # one count per message, however many pieces it came in
+        for (item, start, stop), result in answers:
+            if stop == item.count:  # one count per message, however many pieces it came in
                 unary += item.unary
             if item.future.done():  # its call was cancelled meanwhile, or an earlier piece failed
                 continue
             if isinstance(result, Exception):
                 item.future.set_exception(result)
             else:
-                item.scored += piece.stop - piece.start
+                item.scored += stop - start
                 if item.scored < item.count:
                     if item.parts is None:
                         item.parts = []
@@ -604,14 +608,16 @@ def _as_error(exc: Exception, rows: int, name: str) -> StreamserveError:
 
 def _run_model(call: ModelCall, batch: list[_Piece], size: int) -> dict[str, npt.NDArray[Any]]:
     """Runs in the worker thread: join the rows, call the model, check what came back."""
+    pieces = [item.rows if start == 0 and stop == item.count else _part(item, start, stop)
+              for item, start, stop in batch]
     if len(batch) == 1:
-        inputs = batch[0].rows()
+        inputs = pieces[0]
     else:
-        pieces = [piece.rows() for piece in batch]
         inputs = {k: np.concatenate([rows[k] for rows in pieces]) for k in pieces[0]}
+
     outputs = call(inputs)
     for name, value in outputs.items():
-        if np.ndim(value) == 0 and len(batch) == 1 and batch[0].whole:
+        if np.ndim(value) == 0 and len(batch) == 1 and inputs is batch[0][0].rows:  # whole
             continue  # a model that is not batchable may return a scalar for its one request
         if np.ndim(value) == 0 or len(value) != size:
             raise StreamserveError(
