@@ -267,8 +267,9 @@ class Batcher:
             _, version, outputs = self._model
             future.set_result(Outputs(_no_rows(outputs), version))
             return future
-        self._check_size(count)
         config = self._config
+        if count > config.max_rows_per_message:
+            raise self._too_many(count)
         queued = self._queued_rows
         if (queued and queued + count > config.max_queued_rows and not self._closed
                 and (lane is _ANONYMOUS or lane in self._lanes
@@ -361,14 +362,14 @@ class Batcher:
                 if self._lanes:  # more than one batch was queued: the thread takes the rest
                     self._changed.notify()
 
-    def _check_size(self, count: int) -> None:
+    def _too_many(self, count: int) -> InvalidArgument:
+        """The error for a message of ``count`` rows, over ``max_rows_per_message``."""
         limit = self._config.max_rows_per_message
-        if count > limit:
-            raise InvalidArgument(
-                "rows", f"{count} rows in one message, over the limit of {limit} of model "
-                f"{self._name.removeprefix('model-')!r} (batching.max_rows_per_message); "
-                "send them in smaller messages"
-            )
+        return InvalidArgument(
+            "rows", f"{count} rows in one message, over the limit of {limit} of model "
+            f"{self._name.removeprefix('model-')!r} (batching.max_rows_per_message); "
+            "send them in smaller messages"
+        )
 
     def wants_company(self) -> bool:
         """Whether a unary call's rows should wait for other calls' (``batching.unary_window_ms``).
@@ -404,8 +405,10 @@ class Batcher:
         """
         if not certain and self._config.max_delay_ms:
             return None
-        self._check_size(count)
+        if count > self._config.max_rows_per_message:
+            raise self._too_many(count)
         if count > self._config.max_rows_per_call_turn:
+
             return None  # more than one turn: it would hold the event loop; pieces take turns
         with self._lock:
             if self._lanes or self._running or self._closed or count == 0:

@@ -120,7 +120,8 @@ class Stream:
     async def _read(self) -> None:
         """Take messages off the wire, decode, preprocess and submit them, in order."""
         endpoint, call = self.endpoint, self.call
-        counted, calls = endpoint.counted, endpoint.calls
+        calls = endpoint.calls
+        received = endpoint.counted.received
         now = time.perf_counter
         wake = self._wake  # one bound method for every message
         index = 0
@@ -141,7 +142,7 @@ class Stream:
                 finally:
                     self.waiting = False
                 heard = self.last_heard = now()
-                counted.received.inc()
+                received.value += 1  # Tally.inc(), without a Python call per message
                 request = endpoint.decode(data, index)
                 state = call.state if call.opened else call.open_state()  # on the first message
                 try:
@@ -185,12 +186,14 @@ class Stream:
     async def _write(self) -> None:
         """Answer the items in order, as their outputs come in."""
         endpoint, call = self.endpoint, self.call
-        counted = endpoint.counted
+        sent, latency = endpoint.counted.sent, endpoint.counted.latency
         items = self.items
+
         write = call.context.write
         now = time.perf_counter
         while True:
-            if not items or not _answerable(items[0]):
+            if not items or (type(items[0]) is Answer and not items[0].outputs.done()):
+                # Nothing to answer yet: the first item is a message whose outputs are not in.
                 self._writer_waits = self._loop.create_future()
                 await self._writer_waits
                 continue
@@ -212,18 +215,14 @@ class Stream:
                 self._no_room = None
                 if not no_room.done():
                     no_room.set_result(None)
-            counted.sent.inc()
-            counted.latency.observe(now() - item.heard)
+            sent.value += 1  # Tally.inc(), without a Python call per message
+            latency.observe(now() - item.heard)
             try:
                 await write(data)
             except Exception as exc:  # not CancelledError: that ends the call as it is
                 raise send_failed(exc) from exc
             call.answered += 1
 
-
-def _answerable(item: Answer | Stop) -> bool:
-    """Whether the writer can take ``item`` now: a Stop, or a message whose outputs are in."""
-    return isinstance(item, Stop) or item.outputs.done()
 
 
 async def settle() -> None:
