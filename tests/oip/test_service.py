@@ -260,6 +260,57 @@ async def test_stream_errors_are_in_band_with_the_request_id(stub: pb2_grpc.GRPC
     assert list(answers[2].infer_response.outputs[1].contents.fp32_contents) == [4.0]
 
 
+def raw_request(x: Any, k: Any, id: str) -> pb2.ModelInferRequest:
+    x, k = np.asarray(x, np.float32), np.asarray(k, np.int64)
+    request = pb2.ModelInferRequest(model_name="adder", id=id)
+    request.inputs.add(name="x", datatype="FP32", shape=x.shape)
+    request.inputs.add(name="k", datatype="INT64", shape=k.shape)
+    request.raw_input_contents.extend([x.tobytes(), k.tobytes()])
+    return request
+
+
+async def test_a_stream_decodes_each_request_as_it_is_when_its_layout_changes(
+    stub: pb2_grpc.GRPCInferenceServiceStub, reference: Reference
+) -> None:
+    """A stream's request whose inputs equal the last one's is decoded as that one was: every
+    change of the inputs, or of the raw contents' sizes, must still be seen, and checked."""
+    rows = {"one": ([[1, 2, 3]], [7]), "other": ([[4, 5, 6]], [-1]), "two": ([[1, 2, 3], [0, 1, 0]], [1, 2])}
+    short = raw_request(*rows["one"], id="short")
+    short.raw_input_contents[0] = short.raw_input_contents[0][:8]
+    missing = raw_request(*rows["one"], id="missing")
+    del missing.raw_input_contents[1]
+    shared = raw_request(*rows["one"], id="shared")
+    shared.inputs[0].parameters["shared_memory_region"].string_param = "r"
+    asked = raw_request(*rows["two"], id="asked")
+    asked.outputs.add(name="sum")
+    requests = [
+        raw_request(*rows["one"], id="one"), raw_request(*rows["other"], id="other"), short,
+        raw_request(*rows["other"], id="other"), missing, shared, raw_request(*rows["two"], id="two"),
+        asked, typed_request(*rows["one"], id="typed"), raw_request(*rows["one"], id="one"),
+    ]
+    answers = [a async for a in stub.ModelStreamInfer(iter(requests), timeout=TIMEOUT)]
+
+    assert [a.infer_response.id for a in answers] == [r.id for r in requests]
+    errors = {a.infer_response.id: a.error_message for a in answers if a.error_message}
+    assert errors.keys() == {"short", "missing", "shared"}
+    assert errors["short"].startswith("INVALID_ARGUMENT: x: shape [1, 3] of FP32 needs 12 bytes")
+    assert errors["missing"].startswith("INVALID_ARGUMENT: raw_input_contents: has 1 entries")
+    assert errors["shared"].startswith("INVALID_ARGUMENT: x: parameter 'shared_memory_region'")
+    for request, answer in zip(requests, answers, strict=True):
+        if answer.error_message:
+            continue
+        x, k = rows[request.id if request.id in rows else "two" if request.id == "asked" else "one"]
+        expected = reference("adder", x=np.asarray(x, np.float32), k=np.asarray(k, np.int64))
+        response = answer.infer_response
+        if request.id == "typed":
+            assert not response.raw_output_contents
+            assert list(response.outputs[1].contents.fp32_contents) == list(expected["sum"])
+            continue
+        raw = dict(zip([o.name for o in response.outputs], response.raw_output_contents, strict=True))
+        assert list(raw) == (["sum"] if request.id == "asked" else ["label", "sum", "twice"])
+        np.testing.assert_array_equal(np.frombuffer(raw["sum"], "<f4"), expected["sum"])
+
+
 # Statistics --------------------------------------------------------------------------------------
 
 

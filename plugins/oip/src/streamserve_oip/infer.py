@@ -2,7 +2,8 @@
 
 The core resolves the model the request names (NOT_FOUND, UNAVAILABLE), checks the input arrays
 against its signature (INVALID_ARGUMENT naming the input), batches and runs it; this module only
-translates. The per-call state is the repository's :class:`streamserve.Models` view.
+translates. A ModelInfer call's state is the repository's :class:`streamserve.Models` view; a
+ModelStreamInfer call's is a :class:`StreamState` around it.
 
 Outputs go back raw (``raw_output_contents``) when the request sent its inputs raw, or asks for it
 (``binary_data_output`` on the request, ``binary_data`` on a requested output: Triton's and KServe's
@@ -19,19 +20,30 @@ from typing import Any
 
 import numpy.typing as npt
 
-from streamserve import Infer, InvalidArgument, ModelInfo, Models, Outputs
+from streamserve import Context, Infer, InvalidArgument, ModelInfo, Models, Outputs
 from streamserve.errors import StreamserveError
 from streamserve_oip._proto import grpc_inference_pb2 as pb2
 from streamserve_oip.datatypes import RAW_ONLY
 from streamserve_oip.tensors import (
+    RawLayout,
     decode_inputs,
+    decode_like,
     fill_typed,
     is_native,
     output_datatype,
     raw_contents,
+    raw_layout,
 )
 
-__all__ = ["postprocess", "postprocess_stream", "preprocess", "stream_error"]
+__all__ = [
+    "StreamState",
+    "open_stream",
+    "postprocess",
+    "postprocess_stream",
+    "preprocess",
+    "preprocess_stream",
+    "stream_error",
+]
 
 
 def preprocess(request: Any, models: Models) -> Infer:
@@ -50,17 +62,49 @@ def preprocess(request: Any, models: Models) -> Infer:
     return Infer(request.model_name, rows, request.model_version)
 
 
+class StreamState:
+    """A ModelStreamInfer call's state: the repository view, and how its last request's inputs
+    decoded. A stream's requests usually differ only in their contents and id, so a request whose
+    ``inputs`` equal the last one's is decoded as it was (:func:`decode_like`)."""
+
+    __slots__ = ("inputs", "layout", "models")
+
+    def __init__(self, models: Models) -> None:
+        self.models = models
+        self.inputs: Any = None
+        """The ``inputs`` of the last request that decoded with a layout (a protobuf container)."""
+        self.layout: RawLayout = ()
+
+
+def open_stream(context: Context) -> StreamState:
+    assert context.models is not None  # a protocol plugin (signature=None) always gets the view
+    return StreamState(context.models)
+
+
+def preprocess_stream(request: Any, state: StreamState) -> Infer:
+    """:func:`preprocess` for a message of a stream; one like the last decodes as it did."""
+    inputs = request.inputs
+    if inputs == state.inputs and not request.outputs:
+        arrays = decode_like(request.raw_input_contents, state.layout)
+        if arrays is not None:
+            return Infer(request.model_name, arrays, request.model_version)
+    infer = preprocess(request, state.models)
+    layout = raw_layout(request, infer.rows)
+    state.inputs, state.layout = (inputs, layout) if layout is not None else (None, ())
+    return infer
+
+
 def postprocess(outputs: Outputs, request: Any, models: Models) -> Any:
     """The model's outputs for the request -> its ``ModelInferResponse``."""
     return _respond(False, outputs, request)
 
 
-def postprocess_stream(outputs: Outputs, request: Any, models: Models) -> Any:
+def postprocess_stream(outputs: Outputs, request: Any, state: StreamState) -> Any:
     """As :func:`postprocess`, wrapped for the stream; an error here is reported in-band too."""
     try:
         return _respond(True, outputs, request)
     except StreamserveError as exc:
-        return stream_error(exc, request, models)
+        return stream_error(exc, request, state)
 
 
 def _respond(stream: bool, outputs: Outputs, request: Any) -> Any:
@@ -135,7 +179,7 @@ def _header(
     return message.SerializeToString(), form
 
 
-def stream_error(error: Exception, request: Any, models: Models) -> Any:
+def stream_error(error: Exception, request: Any, state: StreamState) -> Any:
     """A request of a ModelStreamInfer stream that failed: Triton reports it in the response's
     ``error_message`` and the stream goes on. The message starts with the gRPC status name the same
     error would have had on ModelInfer, and the response echoes the request's id to match it."""

@@ -20,8 +20,8 @@ __all__ = ["SPEC", "open_state", "streamserve_register"]
 
 
 def open_state(context: Context) -> Models:
-    """Each call's state is the repository view itself: the protocol keeps nothing between messages
-    (a ModelStreamInfer stream is independent requests, answered in order)."""
+    """A call's state is the repository view itself (a ModelStreamInfer stream's wraps it:
+    :class:`streamserve_oip.infer.StreamState`)."""
     assert context.models is not None  # a protocol plugin (signature=None) always gets the view
     return context.models
 
@@ -43,9 +43,9 @@ SPEC = streamserve.PluginSpec(
         "ModelMetadata": _method(metadata.model_request, metadata.model_metadata),
         "ModelInfer": _method(infer.preprocess, infer.postprocess),
         "ModelStreamInfer": Method(
-            preprocess=infer.preprocess,
+            preprocess=infer.preprocess_stream,
             postprocess=infer.postprocess_stream,
-            open_state=open_state,
+            open_state=infer.open_stream,
             on_error=infer.stream_error,
         ),
         "ModelConfig": _method(metadata.model_request, metadata.model_config),

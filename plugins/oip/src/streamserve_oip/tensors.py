@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import struct
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -23,7 +23,16 @@ import numpy.typing as npt
 from streamserve import InvalidArgument, Unimplemented
 from streamserve_oip.datatypes import DTYPE_NAMES, RAW_ONLY, TYPED_FIELDS, datatype_of, numpy_dtype
 
-__all__ = ["decode_inputs", "fill_typed", "is_native", "output_datatype", "raw_contents"]
+__all__ = [
+    "RawLayout",
+    "decode_inputs",
+    "decode_like",
+    "fill_typed",
+    "is_native",
+    "output_datatype",
+    "raw_contents",
+    "raw_layout",
+]
 
 _LENGTH = struct.Struct("<I")
 """The length prefix of each element of a raw BYTES tensor."""
@@ -86,6 +95,40 @@ def decode_inputs(request: Any) -> dict[str, npt.NDArray[Any]]:
             arrays[name] = np.ndarray(shape, dtype, data)
         else:
             arrays[name] = _from_typed(name, datatype, shape, tensor.contents)
+    return arrays
+
+
+RawLayout = tuple[tuple[str, tuple[int, ...], np.dtype[Any], int], ...]
+"""How a request's raw inputs decoded: name, shape, dtype and byte size per input, in order."""
+
+
+def raw_layout(request: Any, arrays: Mapping[str, npt.NDArray[Any]]) -> RawLayout | None:
+    """The layout of ``arrays``, which :func:`decode_inputs` made of ``request``, if every input
+    came raw and is a view of its bytes (numbers, on a little-endian machine); else None.
+
+    A request whose ``inputs`` equal this one's (names, datatypes, shapes, parameters: one
+    comparison, in protobuf's C) and whose raw contents have these sizes decodes the same way:
+    :func:`decode_like`, which reads no input's fields and repeats no check."""
+    if not request.raw_input_contents:
+        return None
+    inputs = request.inputs
+    if any(inputs[index].datatype not in _NATIVE_RAW for index in range(len(inputs))):
+        return None
+    return tuple((name, array.shape, array.dtype, array.nbytes) for name, array in arrays.items())
+
+
+def decode_like(raw: Sequence[bytes], layout: RawLayout) -> dict[str, npt.NDArray[Any]] | None:
+    """The input arrays of a request whose ``inputs`` equal those of the request ``layout`` was
+    made of, from its raw contents ``raw``; None if their number or sizes differ."""
+    if len(raw) != len(layout):
+        return None
+    arrays = {}
+    for index in range(len(layout)):
+        name, shape, dtype, size = layout[index]
+        data = raw[index]
+        if len(data) != size:
+            return None
+        arrays[name] = np.ndarray(shape, dtype, data)
     return arrays
 
 
