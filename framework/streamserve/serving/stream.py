@@ -188,7 +188,6 @@ class Stream:
         endpoint, call = self.endpoint, self.call
         sent, latency = endpoint.counted.sent, endpoint.counted.latency
         items = self.items
-
         write = call.context.write
         now = time.perf_counter
         while True:
@@ -222,7 +221,6 @@ class Stream:
             except Exception as exc:  # not CancelledError: that ends the call as it is
                 raise send_failed(exc) from exc
             call.answered += 1
-
 
 
 async def settle() -> None:
