@@ -163,7 +163,8 @@ class Batcher:
         )
         """Each call's queued messages, by lane, in the order the lanes get their next turn."""
         self._queued_rows = 0
-        self._running: list[_Pending] = []
+        self._running: list[_Piece] = []
+        """The batch the model runs now (its messages fail if the batcher closes meanwhile)."""
         self._closed = False
         self._sleeping = False
         """The model thread waits for rows: only then does a submit need to wake it."""
@@ -223,7 +224,8 @@ class Batcher:
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join)  # a model call in progress finishes first
         with self._lock:
-            left = [*self._running, *(item for lane in self._lanes.values() for item in lane)]
+            left = [*(item for item, _, _ in self._running),
+                    *(item for lane in self._lanes.values() for item in lane)]
             self._lanes.clear()
             self._running = []
             self._queued_rows = 0
@@ -351,7 +353,7 @@ class Batcher:
                 return
             self._company = False
             batch, size = self._take(self._config.max_batch_size)
-            self._running = [item for item, _, _ in batch]
+            self._running = batch
         try:
             if batch:
                 call, version, _ = self._model
@@ -441,8 +443,9 @@ class Batcher:
                 self._company = False
                 self._sleeping = False
                 batch, size = self._take(max_rows)
-                self._running = [item for item, _, _ in batch]
-            if self._room_waiters:  # else nobody to wake; _deliver sets it in any case
+                self._running = batch
+            if self._room_waiters:
+  # else nobody to wake; _deliver sets it in any case
                 self._post(self._has_room.set)
             if not batch:  # every queued message was of a call that failed or went away
                 continue
@@ -561,11 +564,14 @@ class Batcher:
         for (item, start, stop), result in answers:
             if stop == item.count:  # one count per message, however many pieces it came in
                 unary += item.unary
-            if item.future.done():  # its call was cancelled meanwhile, or an earlier piece failed
+            future = item.future
+            if future.done():  # its call was cancelled meanwhile, or an earlier piece failed
                 continue
             if isinstance(result, Exception):
-                item.future.set_exception(result)
-            else:
+                future.set_exception(result)
+            elif start == 0 and stop == item.count:  # the whole message (the usual case)
+                future.set_result(result)
+            else:  # one piece of a message fed in several
                 item.scored += stop - start
                 if item.scored < item.count:
                     if item.parts is None:
@@ -575,7 +581,7 @@ class Batcher:
                 if item.parts:
                     item.parts.append(result)
                     result = _joined(item.parts)
-                item.future.set_result(result)
+                future.set_result(result)
             if item.wake is not None:
                 item.wake()
         if unary > 1:

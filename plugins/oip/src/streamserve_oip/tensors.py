@@ -122,6 +122,10 @@ def decode_like(raw: Sequence[bytes], layout: RawLayout) -> dict[str, npt.NDArra
     made of, from its raw contents ``raw``; None if their number or sizes differ."""
     if len(raw) != len(layout):
         return None
+    if len(layout) == 1:  # the usual request, without the loop
+        ((name, shape, dtype, size),) = layout
+        data = raw[0]
+        return {name: np.ndarray(shape, dtype, data)} if len(data) == size else None
     arrays = {}
     for index in range(len(layout)):
         name, shape, dtype, size = layout[index]
