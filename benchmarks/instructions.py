@@ -1,6 +1,7 @@
 """Machine instructions per ModelStreamInfer message: the server's own Python, counted, not timed.
 
     python -m benchmarks.instructions [--baseline before=../worktree] [--streams 64]
+    python -m benchmarks.instructions --bytecodes [TOP]
 
 On a noisy machine a 5 % cut of the per-message work is lost in the spread of any timing; an
 instruction count is not. Each tree's OIP stream path runs in process (no gRPC: requests fed from
@@ -14,12 +15,19 @@ Instructions are not time (a cache miss costs more than an add), so a change tha
 is cheaper is then run against the real load too (``benchmarks.run``, ``benchmarks.peer``).
 Needs ``valgrind`` (Debian: ``apt install valgrind``); ``--no-valgrind`` runs the same driver once,
 natively, and reports CPU time instead (a smoke run, as the test suite does).
+
+``--bytecodes [TOP]`` says where the count goes: the Python bytecodes each function executes per
+message (a trace function sees every opcode; seconds, no valgrind; as exact as the count). It
+leaves out what runs in C (protobuf, NumPy, the interpreter's own work per call), which the
+instruction count includes: a field read of a protobuf message is one bytecode and ~1,000
+instructions.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import json
 import re
 import shutil
@@ -29,6 +37,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 __all__ = ["main"]
@@ -50,6 +59,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="messages per stream in the short run; the long run sends twice that")
     parser.add_argument("--no-valgrind", action="store_true",
                         help="run the driver once natively and report CPU time (smoke run)")
+    parser.add_argument("--bytecodes", type=int, metavar="TOP", nargs="?", const=25,
+                        help="instead of instructions, count the Python bytecodes executed per "
+                             "message in each function (no valgrind), and list the TOP (25)")
     parser.add_argument("--json", type=Path, help="write the results to this file")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     return parser
@@ -177,13 +189,46 @@ def _child(args: argparse.Namespace) -> None:
     import streamserve.serving.stream as stream
 
     stream.settle = _settled
-    print(json.dumps(asyncio.run(_drive(args.streams, args.messages))), flush=True)
+    if args.bytecodes is None:
+        print(json.dumps(asyncio.run(_drive(args.streams, args.messages))), flush=True)
+        return
+    short, _ = _traced(args.streams, args.messages)
+    long, result = _traced(args.streams, 2 * args.messages)
+    extra = args.streams * args.messages
+    result["bytecodes"] = {name: (long[name] - short.get(name, 0)) / extra for name in long}
+    print(json.dumps(result), flush=True)
+
+
+def _traced(streams: int, messages: int) -> tuple[collections.Counter[str], dict[str, Any]]:
+    """The driver's result, and the bytecodes it executed per function ("file.py:name"), counted
+    by a trace function that sees every opcode (deterministic, unlike any timing)."""
+    executed: collections.Counter[str] = collections.Counter()
+
+    def trace(frame: FrameType, event: str, arg: object) -> Any:
+        frame.f_trace_opcodes = True
+        frame.f_trace_lines = False
+        return opcode
+
+    def opcode(frame: FrameType, event: str, arg: object) -> Any:
+        if event == "opcode":
+            code = frame.f_code
+            executed[f"{Path(code.co_filename).name}:{code.co_name}"] += 1
+        return opcode
+
+    sys.settrace(trace)
+    try:
+        result = asyncio.run(_drive(streams, messages))
+    finally:
+        sys.settrace(None)
+    return executed, result
 
 
 # -- the counting ---------------------------------------------------------------------------------
 
 
-def _run_child(tree: Path, streams: int, messages: int, *, valgrind: bool) -> tuple[dict[str, Any], int]:
+def _run_child(
+    tree: Path, streams: int, messages: int, *, valgrind: bool, bytecodes: int | None = None
+) -> tuple[dict[str, Any], int]:
     """The driver's result on ``tree``, and the instructions it executed (0 without valgrind)."""
     # This tree's driver over ``tree``'s sources (an older worktree has no driver of its own); the
     # same dict layouts in every run.
@@ -191,7 +236,8 @@ def _run_child(tree: Path, streams: int, messages: int, *, valgrind: bool) -> tu
 
     env = {**_env(None if tree == REPO else tree), "PYTHONHASHSEED": "0"}
     command = [sys.executable, "-m", "benchmarks.instructions", "--child",
-               "--streams", str(streams), "--messages", str(messages)]
+               "--streams", str(streams), "--messages", str(messages),
+               *(["--bytecodes", str(bytecodes)] if bytecodes is not None else [])]
     with tempfile.TemporaryDirectory() as counts:
         if valgrind:
             # Per thread: only the event loop's count is kept. gRPC's own threads (the server is
@@ -238,7 +284,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         _parser().error(f"--baseline: {exc}")
     trees = {"this tree": REPO, **{name: tree.resolve() for name, tree in baselines}}
     results: dict[str, float] = {}
-    if args.no_valgrind:
+    if args.bytecodes is not None:
+        for name, tree in trees.items():
+            result, _ = _run_child(tree, args.streams, args.messages, valgrind=False,
+                                   bytecodes=args.bytecodes)
+            per_function = result["bytecodes"]
+            results[name] = sum(per_function.values())
+            print(f"{name:<12} {results[name]:8,.0f} Python bytecodes per message; the most:")
+            for function, count in sorted(per_function.items(), key=lambda kv: -kv[1])[:args.bytecodes]:
+                print(f"  {count:8.1f}  {function}")
+    elif args.no_valgrind:
         for name, tree in trees.items():
             result, _ = _run_child(tree, args.streams, args.messages, valgrind=False)
             results[name] = result["cpu_us_per_message"]
@@ -254,9 +309,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name in list(trees)[1:]:
             print(f"this tree / {name}: {results['this tree'] / results[name]:.3f}")
     if args.json:
-        args.json.write_text(json.dumps({"streams": args.streams, "messages": args.messages,
-                                         "valgrind": not args.no_valgrind, "results": results},
-                                        indent=2))
+        args.json.write_text(json.dumps({
+            "streams": args.streams, "messages": args.messages,
+            "valgrind": not args.no_valgrind and args.bytecodes is None,
+            "unit": "bytecodes" if args.bytecodes is not None else
+                    "cpu_us" if args.no_valgrind else "instructions",
+            "results": results}, indent=2))
     return 0
 
 

@@ -338,3 +338,24 @@ def test_instructions_drives_the_stream_path_of_each_tree_and_checks_every_answe
     assert set(record["results"]) == {"this tree", "same"}
     assert all(value > 0 for value in record["results"].values())
     assert done.stdout.count("µs of CPU per message") == 2
+
+
+def test_instructions_counts_the_bytecodes_of_each_function_per_message(tmp_path: Path) -> None:
+    """``--bytecodes``: every message passes the stream's reader and writer, the batcher and the
+    OIP plugin once, so each of them executes a positive, whole-message share of the bytecodes."""
+    out = tmp_path / "bytecodes.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.instructions", "--bytecodes", "40", "--streams", "3",
+         "--messages", "5", "--json", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, f"exit {done.returncode}\n{done.stdout}\n{done.stderr[-3000:]}"
+    record = json.loads(out.read_text())
+    assert (record["unit"], record["valgrind"]) == ("bytecodes", False)
+    listed = dict(
+        (line.split()[1], float(line.split()[0])) for line in done.stdout.splitlines()[1:]
+    )
+    for function in ("stream.py:_read", "stream.py:_write", "batcher.py:offer",
+                     "infer.py:preprocess_stream", "infer.py:postprocess_stream"):
+        assert listed.get(function, 0) > 0, (function, done.stdout)
+    assert record["results"]["this tree"] > max(listed.values())
