@@ -410,7 +410,6 @@ class Batcher:
         if count > self._config.max_rows_per_message:
             raise self._too_many(count)
         if count > self._config.max_rows_per_call_turn:
-
             return None  # more than one turn: it would hold the event loop; pieces take turns
         with self._lock:
             if self._lanes or self._running or self._closed or count == 0:
@@ -444,8 +443,7 @@ class Batcher:
                 self._sleeping = False
                 batch, size = self._take(max_rows)
                 self._running = batch
-            if self._room_waiters:
-  # else nobody to wake; _deliver sets it in any case
+            if self._room_waiters:  # else nobody to wake; _deliver sets it in any case
                 self._post(self._has_room.set)
             if not batch:  # every queued message was of a call that failed or went away
                 continue
@@ -623,7 +621,6 @@ def _run_model(call: ModelCall, batch: list[_Piece], size: int) -> dict[str, npt
         inputs = pieces[0]
     else:
         inputs = {k: np.concatenate([rows[k] for rows in pieces]) for k in pieces[0]}
-
     outputs = call(inputs)
     for name, value in outputs.items():
         if np.ndim(value) == 0 and len(batch) == 1 and inputs is batch[0][0].rows:  # whole
