@@ -291,8 +291,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             per_function = result["bytecodes"]
             results[name] = sum(per_function.values())
             print(f"{name:<12} {results[name]:8,.0f} Python bytecodes per message; the most:")
-            for function, count in sorted(per_function.items(), key=lambda kv: -kv[1])[:args.bytecodes]:
-                print(f"  {count:8.1f}  {function}")
+            for function, executed in sorted(per_function.items(), key=lambda kv: -kv[1])[:args.bytecodes]:
+                print(f"  {executed:8.1f}  {function}")
     elif args.no_valgrind:
         for name, tree in trees.items():
             result, _ = _run_child(tree, args.streams, args.messages, valgrind=False)
