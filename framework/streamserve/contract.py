@@ -17,8 +17,11 @@ serves the plugin gives a :class:`Method` (a method it gives none for answers UN
 ``postprocess(outputs, request, state) -> response``
     turns the model outputs for exactly those rows (an :class:`Outputs` mapping by signature output
     name, whose ``model_version`` says which model version scored them) into the response message;
-    for a server-streaming method, an iterable of response messages. For zero rows the core makes
-    no model call and answers as the model would: an empty array per output (first dimension 0).
+    for a server-streaming method, an iterable of response messages. A response may also be given
+    as its bytes, encoded by the plugin (a protocol plugin that builds them faster than a message
+    object is filled and encoded); the core still applies the size limit. For zero rows the core
+    makes no model call and answers as the model would: an empty array per output (first
+    dimension 0).
 
 Rows from many concurrent calls are concatenated into one model call by the batcher, so pre- and
 postprocessing must treat rows independently; anything that depends on earlier messages lives in the
@@ -234,7 +237,7 @@ class Method:
     """How one RPC method of the plugin's service turns messages into model rows and back."""
 
     preprocess: Callable[[Any, Any], Rows | Infer]
-    postprocess: Callable[[Outputs, Any, Any], Message | Iterable[Message]]
+    postprocess: Callable[[Outputs, Any, Any], Message | bytes | Iterable[Message | bytes]]
     open_state: Callable[[Context], Any] = _no_state
     """``open_state(context)``: the per-call state (default: None)."""
     close_state: Callable[[Any], None] | None = None

@@ -156,3 +156,35 @@ def test_shared_memory_is_refused() -> None:
     request.inputs[0].parameters["shared_memory_region"].string_param = "region"
     with pytest.raises(InvalidArgument, match="shared memory is not supported"):
         decode_inputs(request)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("id_length", [0, 5, 200, 20_000])
+@pytest.mark.parametrize("rows", [0, 1, 50, 20_000])
+def test_a_raw_response_encoded_by_hand_parses_as_the_message_built_field_by_field(
+    stream: bool, id_length: int, rows: int
+) -> None:
+    # The OIP plugin appends a raw response's id and contents to bytes made once per model (its
+    # varint lengths by hand): they must parse to exactly the message protobuf itself would build.
+    from streamserve import Outputs
+    from streamserve_oip.infer import postprocess, postprocess_stream
+
+    scores = np.arange(rows, dtype=np.float32) / 3
+    counts = np.arange(2 * rows, dtype=np.int64).reshape(rows, 2)
+    outputs = Outputs({"score": scores, "count": counts}, "7")
+    request = pb2.ModelInferRequest(model_name="m", id="é" * (id_length // 2) + "x" * (id_length % 2))
+    request.raw_input_contents.append(b"")  # inputs sent raw: outputs go back raw
+
+    encoded = (postprocess_stream(outputs, request, None) if stream
+               else postprocess(outputs, request, None))
+
+    expected = pb2.ModelInferResponse(model_name="m", model_version="7", id=request.id)
+    expected.outputs.add(name="score", datatype="FP32", shape=[rows])
+    expected.outputs.add(name="count", datatype="INT64", shape=[rows, 2])
+    expected.raw_output_contents.extend([scores.tobytes(), counts.tobytes()])
+    assert isinstance(encoded, bytes)
+    if stream:
+        assert pb2.ModelStreamInferResponse.FromString(encoded) == pb2.ModelStreamInferResponse(
+            infer_response=expected)
+    else:
+        assert pb2.ModelInferResponse.FromString(encoded) == expected

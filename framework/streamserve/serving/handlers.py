@@ -189,11 +189,14 @@ class MethodEndpoint:
     def encode(self, response: object, index: int) -> bytes:
         """The bytes of the response to message ``index``; refused if over the size limit (gRPC
         would fail the call while sending it)."""
-        if type(response) is not self._response:
+        if type(response) is bytes:  # encoded by the plugin already (see streamserve.contract)
+            data = response
+        elif type(response) is self._response:
+            assert isinstance(response, Message)
+            data = response.SerializeToString()
+        else:
             raise TypeError(f"the plugin's postprocess returned {type(response).__name__}, not a "
-                            f"{self._response.DESCRIPTOR.full_name} response message")
-        assert isinstance(response, Message)
-        data = response.SerializeToString()
+                            f"{self._response.DESCRIPTOR.full_name} response message (or its bytes)")
         if len(data) > self._max_send:
             raise ResourceExhausted(
                 f"the response to message {index} is {len(data)} bytes, over the limit of "

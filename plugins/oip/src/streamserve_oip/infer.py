@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import enum
 import functools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy.typing as npt
@@ -107,16 +107,17 @@ def postprocess_stream(outputs: Outputs, request: Any, state: StreamState) -> An
         return stream_error(exc, request, state)
 
 
-def _respond(stream: bool, outputs: Outputs, request: Any) -> Any:
-    """A ``ModelInferResponse`` (in a ``ModelStreamInferResponse`` if ``stream``) with the outputs
-    the request asks for.
+def _respond(stream: bool, outputs: Outputs, request: Any) -> bytes | Any:
+    """The response to ``request``: a ``ModelInferResponse`` (in a ``ModelStreamInferResponse`` if
+    ``stream``) with the outputs the request asks for, encoded already when they go back raw.
 
     What does not change from one response to the next (the model's name and version, each
-    output's name, datatype and shape) is made once, as the bytes of a response with only those
-    fields (:func:`_header`), and each response starts as a parse of them: one call, against a
-    dozen field writes. Only the request's id and the contents are set per response. Every field
-    read of the request builds a Python object, so each is read once, and the usual response (one
-    output, the request choosing nothing) takes no loop."""
+    output's name, datatype and shape) is encoded once (:func:`_header`). A raw response is those
+    bytes with the id and the contents appended: protobuf's encoding of a message is that of its
+    fields one after the other, in any order, so no message object is made, filled and encoded
+    per response. A typed one starts as a parse of them. Every field read of the request builds a
+    Python object, so each is read once, and the usual response (one output, the request choosing
+    nothing) takes no loop."""
     asked = request.outputs
     parameters = request.parameters
     arrays = _selected(outputs, asked) if asked else outputs
@@ -125,26 +126,61 @@ def _respond(stream: bool, outputs: Outputs, request: Any) -> Any:
         layout: tuple[tuple[str, Any, tuple[int, ...]], ...] = ((name, array.dtype, array.shape),)
     else:
         layout = tuple([(name, array.dtype, array.shape) for name, array in arrays.items()])
-    header, form = _header(stream, request.model_name, outputs.model_version, layout)
-    message: Any
-    if stream:
-        message = pb2.ModelStreamInferResponse.FromString(header)
-        response = message.infer_response
-    else:
-        message = response = pb2.ModelInferResponse.FromString(header)
-    response.id = request.id
+    header, form = _header(request.model_name, outputs.model_version, layout)
     raw = (_asks_raw(request, asked, parameters) if asked or parameters
            else bool(request.raw_input_contents))  # as the inputs came
     if form is _Form.NATIVE and raw and len(arrays) == 1:
-        response.raw_output_contents.append(array.tobytes())  # C order
-    elif raw or form is _Form.RAW_ONLY:
-        response.raw_output_contents.extend([raw_contents(array) for array in arrays.values()])
+        return _raw_response(stream, header, request.id, (array.tobytes(),))  # C order
+    if raw or form is _Form.RAW_ONLY:
+        return _raw_response(stream, header, request.id,
+                             [raw_contents(array) for array in arrays.values()])
+    message: Any
+    if stream:
+        message = pb2.ModelStreamInferResponse()
+        response = message.infer_response
+        response.MergeFromString(header)
     else:
-        tensors = response.outputs
-        for index, array in enumerate(arrays.values()):
-            tensor = tensors[index]
-            fill_typed(tensor.contents, tensor.datatype, array)
+        message = response = pb2.ModelInferResponse.FromString(header)
+    response.id = request.id
+    tensors = response.outputs
+    for index, array in enumerate(arrays.values()):
+        tensor = tensors[index]
+        fill_typed(tensor.contents, tensor.datatype, array)
     return message
+
+
+_ID = b"\x1a"
+"""The key of ``ModelInferResponse.id`` on the wire (field 3, length-delimited)."""
+_RAW_OUTPUT = b"\x32"
+"""The key of one ``ModelInferResponse.raw_output_contents`` (field 6, length-delimited)."""
+_INFER_RESPONSE = b"\x12"
+"""The key of ``ModelStreamInferResponse.infer_response`` (field 2, length-delimited)."""
+_ONE_BYTE = [bytes((size,)) for size in range(0x80)]
+
+
+def _varint(value: int) -> bytes:
+    """``value`` (>= 0) as a protobuf varint: seven bits a byte, least significant first."""
+    if value < 0x80:
+        return _ONE_BYTE[value]
+    out = bytearray()
+    while value >= 0x80:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _raw_response(stream: bool, header: bytes, id: str, contents: Sequence[bytes]) -> bytes:
+    """The encoded response: ``header``'s fields, the request's ``id``, then ``contents`` as the
+    raw outputs; in a ``ModelStreamInferResponse`` if ``stream``."""
+    parts = [header]
+    if id:  # proto3 leaves an empty string out
+        data = id.encode()
+        parts += (_ID, _varint(len(data)), data)
+    for data in contents:
+        parts += (_RAW_OUTPUT, _varint(len(data)), data)
+    response = b"".join(parts)
+    return b"".join((_INFER_RESPONSE, _varint(len(response)), response)) if stream else response
 
 
 class _Form(enum.Enum):
@@ -157,26 +193,24 @@ class _Form(enum.Enum):
 
 @functools.lru_cache(maxsize=1024)
 def _header(
-    stream: bool, model: str, version: str, layout: tuple[tuple[str, Any, tuple[int, ...]], ...]
+    model: str, version: str, layout: tuple[tuple[str, Any, tuple[int, ...]], ...]
 ) -> tuple[bytes, _Form]:
-    """The bytes of a response (in a ``ModelStreamInferResponse`` if ``stream``) with only the
-    fields that are the same for every response of this model, version and output layout (name,
-    NumPy dtype, shape per output); and how its outputs may travel. (Cached: a stream's responses
-    share one.)"""
+    """The bytes of a ``ModelInferResponse`` with only the fields that are the same for every
+    response of this model, version and output layout (name, NumPy dtype, shape per output); and
+    how its outputs may travel. (Cached: a stream's responses share one.)"""
     response = pb2.ModelInferResponse(model_name=model, model_version=version)
     datatypes = []
     for name, dtype, shape in layout:
         datatype = output_datatype(name, dtype)  # UNIMPLEMENTED, not cached: raised every time
         response.outputs.add(name=name, datatype=datatype, shape=shape)
         datatypes.append(datatype)
-    message: Any = pb2.ModelStreamInferResponse(infer_response=response) if stream else response
     if any(datatype in RAW_ONLY for datatype in datatypes):
         form = _Form.RAW_ONLY
     elif all(is_native(dtype) for _, dtype, _ in layout):
         form = _Form.NATIVE
     else:
         form = _Form.TYPED
-    return message.SerializeToString(), form
+    return response.SerializeToString(), form
 
 
 def stream_error(error: Exception, request: Any, state: StreamState) -> Any:
