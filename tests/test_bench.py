@@ -356,6 +356,6 @@ def test_instructions_counts_the_bytecodes_of_each_function_per_message(tmp_path
         (line.split()[1], float(line.split()[0])) for line in done.stdout.splitlines()[1:]
     )
     for function in ("stream.py:_read", "stream.py:_write", "batcher.py:offer",
-                     "infer.py:preprocess_stream", "infer.py:postprocess_stream"):
+                     "infer.py:preprocess_stream", "infer.py:postprocess"):
         assert listed.get(function, 0) > 0, (function, done.stdout)
     assert record["results"]["this tree"] > max(listed.values())

@@ -244,8 +244,9 @@ class Method:
     on_error: Callable[[Exception, Any, Any], Message] | None = None
     """For protocols that report errors in the stream rather than by ending it (Triton's
     ``ModelStreamInfer``): ``on_error(error, request, state)`` turns a request's deliberate error
-    (a :class:`streamserve.errors.StreamserveError`: bad input, unknown model, model failure) into
-    its response message, and the stream goes on. Unset: the error ends the call with its status."""
+    (a :class:`streamserve.errors.StreamserveError`: bad input, unknown model, model failure, or one
+    raised by ``postprocess``) into its response message, and the stream goes on. Unset: the error
+    ends the call with its status."""
 
     @classmethod
     def without_model(

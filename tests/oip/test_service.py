@@ -450,3 +450,39 @@ async def test_a_model_that_failed_to_load_is_unavailable(tmp_path: Path) -> Non
     assert [(m.name, m.state) for m in index.models] == [("broken", "UNAVAILABLE")]
     assert "SavedModel" in index.models[0].reason
     assert infer.code() == meta.code() == config.code() == grpc.StatusCode.UNAVAILABLE
+
+
+async def test_an_output_the_protocol_cannot_carry_is_an_in_band_error_of_each_stream_request(
+    tmp_path: Path,
+) -> None:
+    # The error comes from postprocess (the OIP has no complex datatype), not from the model: the
+    # core hands it to the method's on_error too, so the stream reports it and goes on.
+    import tensorflow as tf
+
+    module = tf.Module()
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="x")])
+    def serve(x: tf.Tensor) -> dict[str, tf.Tensor]:
+        return {"z": tf.complex(x, x)}
+
+    tf.saved_model.save(module, str(tmp_path / "repo" / "complex" / "1"),
+                        signatures={"serving_default": serve.get_concrete_function()})
+    config = parse_config(repository_config(tmp_path / "repo"), env={})
+    requests = []
+    for id in ("a", "b"):
+        request = pb2.ModelInferRequest(model_name="complex", id=id)
+        request.inputs.add(name="x", datatype="FP32", shape=[2])
+        request.raw_input_contents.append(np.array([1, 2], np.float32).tobytes())
+        requests.append(request)
+    async with (
+        serve_in_process(config, extra_plugins=[streamserve_oip.plugin], installed=False) as server,
+        grpc.aio.insecure_channel(server.address) as channel,
+    ):
+        stub = pb2_grpc.GRPCInferenceServiceStub(channel)
+        call = stub.ModelStreamInfer(iter(requests), timeout=TIMEOUT)
+        answers = [a async for a in call]
+        status = await call.code()
+    assert [(a.error_message.split(":")[0], a.infer_response.id) for a in answers] == [
+        ("UNIMPLEMENTED", "a"), ("UNIMPLEMENTED", "b")]
+    assert "complex64" in answers[0].error_message
+    assert status == grpc.StatusCode.OK

@@ -167,7 +167,7 @@ def test_a_raw_response_encoded_by_hand_parses_as_the_message_built_field_by_fie
     # The OIP plugin appends a raw response's id and contents to bytes made once per model (its
     # varint lengths by hand): they must parse to exactly the message protobuf itself would build.
     from streamserve import Outputs
-    from streamserve_oip.infer import postprocess, postprocess_stream
+    from streamserve_oip.infer import StreamState, postprocess
 
     scores = np.arange(rows, dtype=np.float32) / 3
     counts = np.arange(2 * rows, dtype=np.int64).reshape(rows, 2)
@@ -175,8 +175,8 @@ def test_a_raw_response_encoded_by_hand_parses_as_the_message_built_field_by_fie
     request = pb2.ModelInferRequest(model_name="m", id="é" * (id_length // 2) + "x" * (id_length % 2))
     request.raw_input_contents.append(b"")  # inputs sent raw: outputs go back raw
 
-    encoded = (postprocess_stream(outputs, request, None) if stream
-               else postprocess(outputs, request, None))
+    state: Any = StreamState(models=None) if stream else None  # a stream's state, or a unary call's
+    encoded = postprocess(outputs, request, state)
 
     expected = pb2.ModelInferResponse(model_name="m", model_version="7", id=request.id)
     expected.outputs.add(name="score", datatype="FP32", shape=[rows])

@@ -207,14 +207,17 @@ class MethodEndpoint:
     def respond(
         self, outputs: asyncio.Future[Outputs], request: Message, state: Any, index: int
     ) -> bytes:
-        """The encoded response to a stream's message ``index`` whose outputs are in."""
+        """The encoded response to a stream's message ``index`` whose outputs are in. A deliberate
+        error of the request's, from the model or from ``postprocess``, is answered by the
+        method's ``on_error`` if it has one."""
         try:
-            result = outputs.result()
+            response = self.postprocess(outputs.result(), request, state)
         except StreamserveError as exc:
             if self.on_error is None:
                 raise
-            return self.encode(self.on_error(exc, request, state), index)
-        return self.encode(self.postprocess(result, request, state), index)
+            response = self.on_error(exc, request, state)
+        return response if type(response) is bytes and len(response) <= self._max_send else (
+            self.encode(response, index))
 
     @staticmethod
     async def send(write: Callable[[bytes], Awaitable[None]], data: bytes) -> None:

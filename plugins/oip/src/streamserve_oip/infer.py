@@ -39,7 +39,6 @@ __all__ = [
     "StreamState",
     "open_stream",
     "postprocess",
-    "postprocess_stream",
     "preprocess",
     "preprocess_stream",
     "stream_error",
@@ -94,22 +93,12 @@ def preprocess_stream(request: Any, state: StreamState) -> Infer:
     return infer
 
 
-def postprocess(outputs: Outputs, request: Any, models: Models) -> Any:
-    """The model's outputs for the request -> its ``ModelInferResponse``."""
-    return _respond(False, outputs, request)
-
-
-def postprocess_stream(outputs: Outputs, request: Any, state: StreamState) -> Any:
-    """As :func:`postprocess`, wrapped for the stream; an error here is reported in-band too."""
-    try:
-        return _respond(True, outputs, request)
-    except StreamserveError as exc:
-        return stream_error(exc, request, state)
-
-
-def _respond(stream: bool, outputs: Outputs, request: Any) -> bytes | Any:
-    """The response to ``request``: a ``ModelInferResponse`` (in a ``ModelStreamInferResponse`` if
-    ``stream``) with the outputs the request asks for, encoded already when they go back raw.
+def postprocess(outputs: Outputs, request: Any, state: Models | StreamState) -> bytes | Any:
+    """The model's outputs for the request -> its ``ModelInferResponse``; for a message of a
+    ModelStreamInfer call (whose state is a :class:`StreamState`), in a
+    ``ModelStreamInferResponse`` (an error here is then reported in-band: the core hands it to
+    :func:`stream_error`). The outputs are those the request asks for; the response is encoded
+    already when they go back raw.
 
     What does not change from one response to the next (the model's name and version, each
     output's name, datatype and shape) is encoded once (:func:`_header`). A raw response is those
@@ -118,6 +107,7 @@ def _respond(stream: bool, outputs: Outputs, request: Any) -> bytes | Any:
     per response. A typed one starts as a parse of them. Every field read of the request builds a
     Python object, so each is read once, and the usual response (one output, the request choosing
     nothing) takes no loop."""
+    stream = type(state) is StreamState
     asked = request.outputs
     parameters = request.parameters
     arrays = _selected(outputs, asked) if asked else outputs
@@ -130,10 +120,31 @@ def _respond(stream: bool, outputs: Outputs, request: Any) -> bytes | Any:
     raw = (_asks_raw(request, asked, parameters) if asked or parameters
            else bool(request.raw_input_contents))  # as the inputs came
     if form is _Form.NATIVE and raw and len(arrays) == 1:
-        return _raw_response(stream, header, request.id, (array.tobytes(),))  # C order
-    if raw or form is _Form.RAW_ONLY:
-        return _raw_response(stream, header, request.id,
-                             [raw_contents(array) for array in arrays.values()])
+        contents: Sequence[bytes] = (array.tobytes(),)  # C order
+    elif raw or form is _Form.RAW_ONLY:
+        contents = [raw_contents(array) for array in arrays.values()]
+    else:
+        return _typed(stream, header, request.id, arrays)
+    # The header's fields, the id, the raw contents (lengths under 128 are one byte: no call).
+    parts = [header]
+    id = request.id
+    if id:  # proto3 leaves an empty string out
+        data = id.encode()
+        size = len(data)
+        parts += (_ID, _ONE_BYTE[size] if size < 0x80 else _varint(size), data)
+    for data in contents:
+        size = len(data)
+        parts += (_RAW_OUTPUT, _ONE_BYTE[size] if size < 0x80 else _varint(size), data)
+    response = b"".join(parts)
+    if not stream:
+        return response
+    size = len(response)
+    return b"".join((_INFER_RESPONSE, _ONE_BYTE[size] if size < 0x80 else _varint(size), response))
+
+
+def _typed(stream: bool, header: bytes, id: str, arrays: Mapping[str, npt.NDArray[Any]]) -> Any:
+    """A response with typed contents, as a message (in a ``ModelStreamInferResponse`` if
+    ``stream``)."""
     message: Any
     if stream:
         message = pb2.ModelStreamInferResponse()
@@ -141,7 +152,7 @@ def _respond(stream: bool, outputs: Outputs, request: Any) -> bytes | Any:
         response.MergeFromString(header)
     else:
         message = response = pb2.ModelInferResponse.FromString(header)
-    response.id = request.id
+    response.id = id
     tensors = response.outputs
     for index, array in enumerate(arrays.values()):
         tensor = tensors[index]
@@ -156,31 +167,17 @@ _RAW_OUTPUT = b"\x32"
 _INFER_RESPONSE = b"\x12"
 """The key of ``ModelStreamInferResponse.infer_response`` (field 2, length-delimited)."""
 _ONE_BYTE = [bytes((size,)) for size in range(0x80)]
+"""The varints of 0-127: one byte each."""
 
 
 def _varint(value: int) -> bytes:
     """``value`` (>= 0) as a protobuf varint: seven bits a byte, least significant first."""
-    if value < 0x80:
-        return _ONE_BYTE[value]
     out = bytearray()
     while value >= 0x80:
         out.append(value & 0x7F | 0x80)
         value >>= 7
     out.append(value)
     return bytes(out)
-
-
-def _raw_response(stream: bool, header: bytes, id: str, contents: Sequence[bytes]) -> bytes:
-    """The encoded response: ``header``'s fields, the request's ``id``, then ``contents`` as the
-    raw outputs; in a ``ModelStreamInferResponse`` if ``stream``."""
-    parts = [header]
-    if id:  # proto3 leaves an empty string out
-        data = id.encode()
-        parts += (_ID, _varint(len(data)), data)
-    for data in contents:
-        parts += (_RAW_OUTPUT, _varint(len(data)), data)
-    response = b"".join(parts)
-    return b"".join((_INFER_RESPONSE, _varint(len(response)), response)) if stream else response
 
 
 class _Form(enum.Enum):

@@ -44,7 +44,7 @@ SPEC = streamserve.PluginSpec(
         "ModelInfer": _method(infer.preprocess, infer.postprocess),
         "ModelStreamInfer": Method(
             preprocess=infer.preprocess_stream,
-            postprocess=infer.postprocess_stream,
+            postprocess=infer.postprocess,
             open_state=infer.open_stream,
             on_error=infer.stream_error,
         ),
