@@ -112,6 +112,7 @@ def test_every_problem_is_listed_at_once(tmp_path: Path) -> None:
         ("server:\n  address: 127.0.0.1:70000\n", "server.address", "expected HOST:PORT"),
         ("server:\n  address: ':50051'\n", "server.address", "expected HOST:PORT"),
         ("server: [127.0.0.1:1]\n", "server", "valid dictionary"),
+        ("server:\n  event_loop: trio\n", "server.event_loop", "'auto', 'uvloop' or 'asyncio'"),
         ("plugins:\n  x:\n    enabled: maybe\n", "plugins.x.enabled", "valid boolean"),
         ("plugins:\n  x:\n    batching:\n      max_batch_size: 0\n", "plugins.x.batching.max_batch_size",
          "greater than or equal to 1"),

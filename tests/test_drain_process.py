@@ -25,14 +25,17 @@ SCALER = "streamserve_test.Scaler"
 GRACE = 1.0
 
 
+@pytest.mark.parametrize(("event_loop", "runs_on"), [("auto", "uvloop"), ("asyncio", "asyncio")])
 async def test_sigterm_drains_100_streams_and_exits_0_within_the_grace(
     tmp_path: Path, subprocess_env: dict[str, str], scaler_plugin: ModuleType, scaler_model: Path,
-    anomaly_model: Path,
+    anomaly_model: Path, event_loop: str, runs_on: str,
 ) -> None:
+    # On either event loop (uvloop, installed with streamserve, is the default): signals, the
+    # drain, the exit.
     pb2 = scaler_plugin.scaler_pb2
     config = tmp_path / "server.yaml"
     config.write_text(
-        f"server:\n  shutdown_grace_seconds: {GRACE}\n"
+        f"server:\n  shutdown_grace_seconds: {GRACE}\n  event_loop: {event_loop}\n"
         f"plugins:\n  scaler:\n    model_path: {scaler_model}\n"
         f"  anomaly:\n    model_path: {anomaly_model}\n"
     )
@@ -71,6 +74,7 @@ async def test_sigterm_drains_100_streams_and_exits_0_within_the_grace(
     assert not server.ready_file.exists()  # removed as the drain began: the server was going away
     assert elapsed < GRACE + 1.0, f"exited {elapsed:.2f} s after SIGTERM (grace {GRACE} s)\n{server.output()}"
     assert "stopped" in server.output()
+    assert f"event loop: {runs_on}" in server.output()
 
 
 def test_sighup_loads_a_new_model_version_without_dropping_a_stream(

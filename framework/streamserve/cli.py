@@ -18,7 +18,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -134,12 +134,26 @@ def _one_blas_thread() -> None:
     threadpool_limits(limits=1, user_api="blas")
 
 
+def _loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The event loop ``server.event_loop`` asks for (None: asyncio's own)."""
+    if choice == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        if choice == "uvloop":  # checked with the config already; installed since then?
+            raise
+        return None
+    return uvloop.new_event_loop
+
+
 def _serve(args: argparse.Namespace) -> int:
     config = _load(args.config, args.address)
     configure_logging(config.log_level, config.log_format)
     _one_blas_thread()
     discovered = discover()
-    code = asyncio.run(_run_server(config, discovered, str(args.config), args.ready_file))
+    with asyncio.Runner(loop_factory=_loop_factory(config.server.event_loop)) as runner:
+        code = runner.run(_run_server(config, discovered, str(args.config), args.ready_file))
     # Everything is answered and closed. Skip the interpreter's teardown: unloading TensorFlow's
     # modules and threads takes seconds, which orchestrators count against the shutdown grace.
     # A model load abandoned in the middle of importing TensorFlow may still hold stderr: our last
@@ -160,6 +174,8 @@ async def _run_server(
     from streamserve.serving import Server  # grpc server pieces; not needed by other commands
     from streamserve.serving.ready import ready_line, write_ready_file
 
+    loop = asyncio.get_running_loop()
+    log.info("event loop: %s", type(loop).__module__.split(".")[0])  # uvloop or asyncio
     server = Server(config, discovered, source=source)
     if ready_file is not None:  # a file left by an earlier run must not say this one is ready
         ready_file.unlink(missing_ok=True)
@@ -175,7 +191,6 @@ async def _run_server(
     except StreamserveError as exc:  # an address in use, say: one line, nothing left listening
         log.error("start-up failed: %s", exc)
         return 1
-    loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
