@@ -216,6 +216,7 @@ class MethodEndpoint:
             if self.on_error is None:
                 raise
             response = self.on_error(exc, request, state)
+        # Bytes within the limit as they are (the usual OIP response; no call); else encode's checks.
         return response if type(response) is bytes and len(response) <= self._max_send else (
             self.encode(response, index))
 
