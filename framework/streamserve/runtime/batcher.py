@@ -324,10 +324,9 @@ class Batcher:
         A cheap model's rows wait one more turn of the loop first: the messages whose reads
         complete meanwhile join the batch: under many streams a third fewer model calls per message
         (each mostly a fixed cost in TensorFlow; ~31 rows per call instead of ~20 at 64 streams),
-        for a wait of one turn. (Measured at 64 OIP
-        streams on the peer model: 6 of 8 alternating runs ahead, a median +3 % msg/s, 7 of 8 with
-        less server CPU per message.) A call alone on the server never gets here
-        (:meth:`call_now`)."""
+        for a wait of one turn. (Measured at 64 OIP streams on the peer model: 6 of 8 alternating
+        runs ahead, a median +3 % msg/s, 7 of 8 with less server CPU per message.) A call alone on
+        the server never gets here (:meth:`call_now`)."""
         if not self._deferred and self._cheap():
             self._deferred = True
             assert self._loop is not None

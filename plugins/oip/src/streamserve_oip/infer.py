@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy.typing as npt
 
-from streamserve import Context, Infer, InvalidArgument, ModelInfo, Models, Outputs
+from streamserve import Infer, InvalidArgument, ModelInfo, Models, Outputs
 from streamserve.errors import StreamserveError
 from streamserve_oip._proto import grpc_inference_pb2 as pb2
 from streamserve_oip.datatypes import RAW_ONLY
@@ -37,7 +37,6 @@ from streamserve_oip.tensors import (
 
 __all__ = [
     "StreamState",
-    "open_stream",
     "postprocess",
     "preprocess",
     "preprocess_stream",
@@ -73,11 +72,6 @@ class StreamState:
         self.inputs: Any = None
         """The ``inputs`` of the last request that decoded with a layout (a protobuf container)."""
         self.layout: RawLayout = ()
-
-
-def open_stream(context: Context) -> StreamState:
-    assert context.models is not None  # a protocol plugin (signature=None) always gets the view
-    return StreamState(context.models)
 
 
 def preprocess_stream(request: Any, state: StreamState) -> Infer:

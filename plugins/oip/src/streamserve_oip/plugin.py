@@ -26,6 +26,11 @@ def open_state(context: Context) -> Models:
     return context.models
 
 
+def open_stream(context: Context) -> infer.StreamState:
+    """A ModelStreamInfer call's state: the repository view, with its last request's layout."""
+    return infer.StreamState(open_state(context))
+
+
 def _method(
     preprocess: Callable[[Any, Models], Rows | Infer], postprocess: Callable[[Outputs, Any, Models], Any]
 ) -> Method:
@@ -45,7 +50,7 @@ SPEC = streamserve.PluginSpec(
         "ModelStreamInfer": Method(
             preprocess=infer.preprocess_stream,
             postprocess=infer.postprocess,
-            open_state=infer.open_stream,
+            open_state=open_stream,
             on_error=infer.stream_error,
         ),
         "ModelConfig": _method(metadata.model_request, metadata.model_config),
